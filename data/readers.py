@@ -1,0 +1,151 @@
+"""Readers for labelled text files (JSONL, CSV/TSV, delimited TXT without header) and splits.
+
+Every problem a user can cause is reported as `file:line: what` in one line (UserError).
+"""
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import UserError
+
+REPLACEMENT_CHAR = "\ufffd"
+
+
+@dataclass
+class Examples:
+    texts: list[str]
+    labels: list[str]  # label names as written in the file ("" when the file has no labels)
+    source: str
+    texts_b: list[str] | None = None  # second sentence of a pair
+    stats: dict = field(default_factory=dict)  # what reading the file skipped, for the run log
+
+    def __len__(self):
+        return len(self.texts)
+
+    def subset(self, idx, source=None) -> "Examples":
+        pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
+        return Examples(pick(self.texts), pick(self.labels), source or self.source,
+                        pick(self.texts_b) if self.texts_b is not None else None)
+
+
+def decode(raw: bytes, path: Path, errors: str) -> str:
+    """UTF-8 decoding with a stated policy: 'strict' fails naming the line, 'replace' puts U+FFFD
+    for each bad byte (count them afterwards with `count_repaired`)."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        if errors == "strict":
+            line = raw[:e.start].count(b"\n") + 1
+            raise UserError(f"{path}:{line}: invalid UTF-8 byte 0x{raw[e.start]:02x} "
+                            "(set data.decode_errors=replace to repair such bytes)") from None
+    return raw.decode("utf-8-sig", errors="replace")
+
+
+def count_repaired(texts: list[str]) -> int:
+    return sum(REPLACEMENT_CHAR in t for t in texts)
+
+
+def detect_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    formats = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "txt"}
+    if suffix not in formats:
+        raise UserError(f"{path}: cannot tell the format from '{suffix}' (set data.format to one of "
+                        "jsonl, csv, tsv, txt)")
+    return formats[suffix]
+
+
+def read_examples(path, text_column="text", label_column="label", text_b_column=None,
+                  format="auto", delimiter=";", decode_errors="strict", empty_text="skip") -> Examples:
+    """Reads (text, label) rows. `txt` is header-less `text<delimiter>label`, split on the last delimiter."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    text = decode(path.read_bytes(), path, decode_errors)
+    fmt = detect_format(path) if format == "auto" else format
+    readers = {"jsonl": _jsonl_rows, "csv": _csv_rows, "tsv": _csv_rows, "txt": _txt_rows}
+    if fmt not in readers:
+        raise UserError(f"data.format={fmt!r} is not one of {', '.join(readers)}")
+    columns = [text_column, label_column] + ([text_b_column] if text_b_column else [])
+    rows = readers[fmt](text, path, columns, "\t" if fmt == "tsv" else "," if fmt == "csv" else delimiter)
+    texts, labels, texts_b, n_empty = [], [], [], 0
+    for line_no, row in rows:
+        if not str(row[0]).strip():
+            if empty_text == "error":
+                raise UserError(f"{path}:{line_no}: empty text (set data.empty_text=skip to skip such rows)")
+            n_empty += 1
+            continue
+        texts.append(str(row[0]))
+        labels.append(str(row[1]).strip())
+        if text_b_column:
+            texts_b.append(str(row[2]))
+    if not texts:
+        raise UserError(f"{path}: no examples (the file is empty or every text is empty)")
+    return Examples(texts, labels, str(path), texts_b if text_b_column else None,
+                    {"empty_texts_skipped": n_empty})
+
+
+def _jsonl_rows(text, path, columns, _delimiter):
+    for line_no, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{line_no}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}:{line_no}: expected a JSON object per line")
+        missing = [c for c in columns if c not in obj]
+        if missing:
+            raise UserError(f"{path}:{line_no}: no key {missing[0]!r} (keys: {', '.join(obj)}); "
+                            "set data.text_column / data.label_column")
+        yield line_no, [obj[c] for c in columns]
+
+
+def _csv_rows(text, path, columns, delimiter):
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = next(reader, None)
+    if header is None:
+        raise UserError(f"{path}: file is empty")
+    header = [h.strip() for h in header]
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise UserError(f"{path}:1: no column {missing[0]!r} in header ({', '.join(header)}); "
+                        "set data.text_column / data.label_column")
+    where = [header.index(c) for c in columns]
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise UserError(f"{path}:{reader.line_num}: {len(row)} fields, header has {len(header)}")
+        yield reader.line_num, [row[i] for i in where]
+
+
+def _txt_rows(text, path, columns, delimiter):
+    for line_no, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue  # dair-ai's val.txt starts with a blank line
+        text_part, sep, label = line.rpartition(delimiter)
+        if not sep:
+            raise UserError(f"{path}:{line_no}: no {delimiter!r} separating text and label")
+        yield line_no, [text_part, label]
+
+
+def stratified_split(examples: Examples, fractions: dict, seed: int) -> dict:
+    """Splits one labelled set into named parts (e.g. train/validation/test) keeping class ratios."""
+    from sklearn.model_selection import train_test_split
+
+    names, sizes = list(fractions), np.asarray(list(fractions.values()), dtype=float)
+    if abs(sizes.sum() - 1) > 1e-6:
+        raise UserError(f"data.split fractions must sum to 1, got {dict(fractions)}")
+    remaining, parts = np.arange(len(examples)), {}
+    for k, name in enumerate(names[:-1]):
+        share = sizes[k] / sizes[k:].sum()
+        labels = [examples.labels[i] for i in remaining]
+        taken, remaining = train_test_split(remaining, train_size=share, random_state=seed, stratify=labels)
+        parts[name] = examples.subset(np.sort(taken), f"{examples.source} [{name}]")
+    parts[names[-1]] = examples.subset(np.sort(remaining), f"{examples.source} [{names[-1]}]")
+    return parts

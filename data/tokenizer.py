@@ -1,0 +1,133 @@
+"""One tokenizer interface over WordPiece (`tokenizers`) and SentencePiece (`sentencepiece`).
+
+Both return ids *without* special tokens; `BERTSentenceTransform` adds [CLS]/[SEP] and truncates,
+so truncation and pair handling live in one place whatever the tokenizer.
+"""
+import json
+import shutil
+from pathlib import Path
+
+from engine.errors import UserError
+
+SPECIAL_TOKEN_NAMES = {  # BERT spelling first, then SentencePiece/XLNet spellings
+    "cls": ["[CLS]", "<cls>", "<s>"],
+    "sep": ["[SEP]", "<sep>", "</s>"],
+    "pad": ["[PAD]", "<pad>"],
+    "unk": ["[UNK]", "<unk>"],
+}
+TOKENIZER_CONFIG_FILES = ["tokenizer_config.json", "special_tokens_map.json"]
+
+
+class Tokenizer:
+    """Ids of text pieces plus the special token ids BERT needs. Subclasses fill `files` and `_encode_batch`."""
+
+    files: list[Path]  # what `save` copies so the tokenizer can be rebuilt from a checkpoint
+
+    def __init__(self, token_to_id, vocab_size: int, source: Path):
+        self.vocab_size = vocab_size
+        ids = {}
+        for role, names in SPECIAL_TOKEN_NAMES.items():
+            ids[role] = next((token_to_id(n) for n in names if token_to_id(n) is not None), None)
+            if ids[role] is None:
+                raise UserError(f"{source}: vocabulary has no {role} token (looked for {', '.join(names)})")
+        self.cls_id, self.sep_id, self.pad_id, self.unk_id = ids["cls"], ids["sep"], ids["pad"], ids["unk"]
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self._encode_batch(list(texts))
+
+    def encode(self, text: str) -> list[int]:
+        return self._encode_batch([text])[0]
+
+    def save(self, directory: Path):
+        for f in self.files:
+            shutil.copyfile(f, Path(directory) / f.name)
+
+
+class WordPieceTokenizer(Tokenizer):
+    def __init__(self, directory: Path):
+        from tokenizers import Tokenizer as HFTokenizer, normalizers, pre_tokenizers
+        from tokenizers.models import WordPiece
+
+        tokenizer_json, vocab_txt = directory / "tokenizer.json", directory / "vocab.txt"
+        if tokenizer_json.exists():
+            try:
+                tok = HFTokenizer.from_file(str(tokenizer_json))
+            except Exception as e:  # the Rust library raises a plain Exception with its parse error
+                raise UserError(f"{tokenizer_json}: cannot read tokenizer ({e})") from None
+            self.files = [tokenizer_json]
+        else:
+            lowercase = read_tokenizer_config(directory).get("do_lower_case", True)
+            tok = HFTokenizer(WordPiece.from_file(str(vocab_txt), unk_token="[UNK]"))
+            # Same pipeline as BertTokenizer: clean text, split CJK, lower-case (+ strip accents) if asked.
+            tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+            tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+            self.files = [vocab_txt]
+        self.files += [directory / f for f in TOKENIZER_CONFIG_FILES if (directory / f).exists()]
+        # Truncation, padding and [CLS]/[SEP] are BERTSentenceTransform's job, not the file's.
+        tok.no_truncation()
+        tok.no_padding()
+        self._tok = tok
+        super().__init__(tok.token_to_id, tok.get_vocab_size(), directory)
+
+    def _encode_batch(self, texts):
+        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+
+
+class SentencePieceTokenizer(Tokenizer):
+    """KoBERT-style: `spiece.model` (any *.model), optionally a `vocab.txt` that fixes piece ids."""
+
+    def __init__(self, directory: Path, model_file: Path):
+        import sentencepiece as spm
+
+        self._sp = spm.SentencePieceProcessor()
+        try:
+            self._sp.Load(str(model_file))
+        except (OSError, RuntimeError) as e:
+            raise UserError(f"{model_file}: cannot read SentencePiece model ({e})") from None
+        self.files = [model_file] + [directory / f for f in TOKENIZER_CONFIG_FILES if (directory / f).exists()]
+        vocab_txt = directory / "vocab.txt"
+        if vocab_txt.exists():
+            # monologg-style KoBERT: pieces are looked up in vocab.txt, whose order defines the ids.
+            tokens = vocab_txt.read_text(encoding="utf-8").splitlines()
+            self._vocab = {t: i for i, t in enumerate(tokens)}
+            self.files.append(vocab_txt)
+            super().__init__(self._vocab.get, len(tokens), directory)
+        else:
+            # skt/kobert-base-v1: the SentencePiece model's own ids are the embedding rows.
+            self._vocab = None
+            super().__init__(self._piece_id, self._sp.GetPieceSize(), directory)
+
+    def _piece_id(self, piece: str):
+        # PieceToId answers unk_id for unknown pieces; tell that apart from the unk piece itself.
+        i = self._sp.PieceToId(piece)
+        return i if i != self._sp.unk_id() or piece == self._sp.IdToPiece(i) else None
+
+    def _encode_batch(self, texts):
+        if self._vocab is None:
+            return self._sp.Encode(texts)
+        unk = self.unk_id
+        return [[self._vocab.get(p, unk) for p in pieces] for pieces in self._sp.Encode(texts, out_type=str)]
+
+
+def read_tokenizer_config(directory: Path) -> dict:
+    path = directory / "tokenizer_config.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+
+
+def load_tokenizer(directory) -> Tokenizer:
+    """Picks the tokenizer from the files present: tokenizer.json > SentencePiece model > vocab.txt."""
+    directory = Path(directory)
+    if (directory / "tokenizer.json").exists():
+        return WordPieceTokenizer(directory)
+    sp_models = sorted(directory.glob("*.model"))
+    if sp_models:
+        preferred = directory / "spiece.model"
+        return SentencePieceTokenizer(directory, preferred if preferred.exists() else sp_models[0])
+    if (directory / "vocab.txt").exists():
+        return WordPieceTokenizer(directory)
+    raise UserError(f"{directory}: no tokenizer files (tokenizer.json, vocab.txt or spiece.model)")

@@ -1,0 +1,21 @@
+"""User mistakes become one line on stderr and exit code 2, never a traceback."""
+import functools
+import sys
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad path, bad file, bad config value): the message says where."""
+
+
+EXIT_USER_ERROR = 2
+
+
+def exit_on_user_error(main):
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+    return wrapper

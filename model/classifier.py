@@ -1,0 +1,37 @@
+"""BERTClassifier: pretrained encoder -> pooled sentence vector -> dropout -> linear head."""
+import torch
+from torch import nn
+
+from model.bert import BertEncoder
+
+POOLINGS = ("pooler", "cls", "mean")
+
+
+def attention_mask_from(valid_length: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """(B,) lengths -> (B, T) bool mask, in one comparison (the tutorial loops over rows)."""
+    return torch.arange(seq_len, device=valid_length.device)[None, :] < valid_length[:, None]
+
+
+class BERTClassifier(nn.Module):
+    def __init__(self, encoder: BertEncoder, num_classes: int, dropout: float = 0.1, pooling: str = "pooler"):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}")
+        self.encoder, self.pooling = encoder, pooling
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, num_classes)
+        nn.init.normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def sentence_vectors(self, token_ids, valid_length, segment_ids=None):
+        mask = attention_mask_from(valid_length, token_ids.shape[1])
+        hidden, pooled = self.encoder(token_ids, mask, segment_ids)
+        if self.pooling == "pooler":  # tanh(dense([CLS])), as BertForSequenceClassification / KoBERT
+            return pooled
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / valid_length.clamp(min=1).unsqueeze(-1).to(hidden.dtype)
+
+    def forward(self, token_ids, valid_length, segment_ids=None):
+        return self.head(self.dropout(self.sentence_vectors(token_ids, valid_length, segment_ids)))
