@@ -27,9 +27,10 @@ from data.dataset import LengthGroupedBatchSampler
 from data.tokenizer import load_tokenizer
 from data.transform import BERTSentenceTransform
 from engine.errors import UserError, exit_on_user_error
-from engine.evaluation import eval_loader, evaluate
+from engine.evaluation import evaluate
+from engine.inference import eval_loader
 from engine.optim import build_optimizer, cosine_with_warmup
-from engine.runtime import autocast, pick_device, seed_everything, set_threads
+from engine.runtime import autocast, pick_device, seed_everything, configure_cpu
 from model.bert import BertEncoder
 from model.checkpoint import ClassifierInfo, load_checkpoint, save_checkpoint
 from model.classifier import BERTClassifier
@@ -44,7 +45,7 @@ def main(cfg: DictConfig) -> float:
     tcfg = cfg.trainer
     if tcfg.monitor not in MONITORS:
         raise UserError(f"trainer.monitor={tcfg.monitor!r} is not one of {', '.join(MONITORS)}")
-    set_threads(tcfg.threads)
+    configure_cpu(tcfg.threads)
     seed_everything(cfg.seed)
     device = pick_device(tcfg.device)
     mixed_precision = autocast(device, tcfg.precision)
@@ -135,7 +136,7 @@ def main(cfg: DictConfig) -> float:
     train_seconds = time.perf_counter() - start
 
     # ---- test the best checkpoint, exactly as evaluate.py would load it
-    best_model, _, _ = load_checkpoint(best_dir, device)
+    best_model = load_checkpoint(best_dir, device).model
     test = evaluate(best_model, eval_loader(datasets["test"], tcfg.eval_batch_size, **loader_kwargs),
                     device, mixed_precision, label_names)
     for name in ("accuracy", "macro_f1"):

@@ -8,15 +8,17 @@ from engine.errors import UserError
 SPLITS = ("train", "validation", "test")
 
 
+def read_file(data_cfg, path) -> Examples:
+    return read_examples(path, data_cfg.text_column, data_cfg.label_column, data_cfg.text_b_column,
+                         data_cfg.format, data_cfg.delimiter, data_cfg.decode_errors, data_cfg.empty_text)
+
+
 def read_splits(data_cfg) -> dict[str, Examples]:
     """Reads the configured files; splits missing from the config are carved out of `train`
     (stratified, seeded by data.split_seed) so every run of a config sees the same split."""
-    read = lambda path: read_examples(  # noqa: E731
-        path, data_cfg.text_column, data_cfg.label_column, data_cfg.text_b_column, data_cfg.format,
-        data_cfg.delimiter, data_cfg.decode_errors, data_cfg.empty_text)
     if not data_cfg.train:
         raise UserError("data.train is not set (path of the training file)")
-    given = {name: read(data_cfg[name]) for name in SPLITS if data_cfg.get(name)}
+    given = {name: read_file(data_cfg, data_cfg[name]) for name in SPLITS if data_cfg.get(name)}
     missing = [name for name in SPLITS if name not in given]
     if missing:
         fractions = {name: float(data_cfg.split[name]) for name in ["train", *missing]}
@@ -26,6 +28,13 @@ def read_splits(data_cfg) -> dict[str, Examples]:
                                       data_cfg.split_seed))
         given["train"].stats = whole_file.stats
     return {name: given[name] for name in SPLITS}
+
+
+def read_split(data_cfg, split: str) -> Examples:
+    """One split: its own file when configured, else carved out of train exactly as training did."""
+    if split not in SPLITS:
+        raise UserError(f"split={split!r} is not one of {', '.join(SPLITS)}")
+    return read_file(data_cfg, data_cfg[split]) if data_cfg.get(split) else read_splits(data_cfg)[split]
 
 
 def label_names(data_cfg, train: Examples) -> list[str]:

@@ -1,5 +1,6 @@
 """Device, precision and seeding: the few environment decisions every entry script makes."""
 import contextlib
+import ctypes
 import os
 import random
 
@@ -30,9 +31,22 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def set_threads(threads):
-    """Default: all cores this process may use (torch's own default can exceed the cgroup's share)."""
+def configure_cpu(threads):
+    """Threads: all cores this process may use unless set (torch's default can exceed our share).
+
+    Memory: glibc hands allocations above 32 MiB (the word-embedding gradient is 47 MB) straight
+    to mmap and back to the kernel on free, so every training step page-faults them in again.
+    Serving everything from the heap and never trimming it keeps that memory mapped: ~10% faster
+    steps on CPU, the same numbers. (PyTorch's CPU guides suggest jemalloc/tcmalloc for the same.)
+    """
     torch.set_num_threads(int(threads) if threads else len(os.sched_getaffinity(0)))
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to tune
+        return
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    libc.mallopt(M_MMAP_MAX, 0)
+    libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
 
 
 def seed_everything(seed: int):

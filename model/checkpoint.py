@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from data.tokenizer import Tokenizer, load_tokenizer
+from data.transform import BERTSentenceTransform
 from engine.errors import UserError
 from model.bert import BertConfig, BertEncoder
 from model.classifier import BERTClassifier
@@ -58,7 +59,14 @@ def save_checkpoint(directory, model: BERTClassifier, info: ClassifierInfo, toke
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(directory, device="cpu") -> tuple[BERTClassifier, Tokenizer, ClassifierInfo]:
+@dataclass
+class LoadedClassifier:
+    model: BERTClassifier
+    transform: BERTSentenceTransform  # tokenizer + max_len exactly as in training
+    info: ClassifierInfo
+
+
+def load_checkpoint(directory, device="cpu") -> LoadedClassifier:
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"{directory}: checkpoint directory not found")
@@ -76,4 +84,5 @@ def load_checkpoint(directory, device="cpu") -> tuple[BERTClassifier, Tokenizer,
         model.load_state_dict(state)
     except Exception as e:  # corrupt file (safetensors error) or weights of another shape (RuntimeError)
         raise UserError(f"{directory / WEIGHTS}: cannot load weights ({str(e).splitlines()[0]})") from None
-    return model.to(device).eval(), load_tokenizer(directory), info
+    transform = BERTSentenceTransform(load_tokenizer(directory), info.max_len, pair=info.pair)
+    return LoadedClassifier(model.to(device).eval(), transform, info)

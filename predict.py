@@ -1,0 +1,81 @@
+"""Predict with a trained checkpoint: interactive prompt, piped lines, or one text.
+
+    python predict.py checkpoint=DIR                  # prompt; quit / exit / 0 / Ctrl-D to leave
+    python predict.py checkpoint=DIR < texts.txt      # one JSON object per input line
+    python predict.py checkpoint=DIR text="i feel great"
+"""
+import json
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from engine.errors import exit_on_user_error
+from engine.inference import Predictor
+from engine.runtime import autocast, configure_cpu, pick_device
+from model.checkpoint import load_checkpoint
+
+QUIT_WORDS = {"quit", "exit", "0"}  # "0" ends the KoBERT tutorial's loop too
+
+
+def as_record(text: str, probs, labels) -> dict:
+    best = int(probs.argmax())
+    return {"text": text, "label": labels[best], "score": round(float(probs[best]), 6),
+            "probs": {name: round(float(p), 6) for name, p in zip(labels, probs)}}
+
+
+def interactive(predictor: Predictor):
+    width = max(len(name) for name in predictor.labels)
+    print(f"labels: {', '.join(predictor.labels)}. Type a sentence; quit, exit, 0 or Ctrl-D to leave.")
+    while True:
+        try:
+            text = input("> ")
+        except (EOFError, KeyboardInterrupt):  # Ctrl-D / Ctrl-C at the prompt: leave quietly
+            print()
+            return
+        if not text.strip():
+            continue
+        if text.strip().lower() in QUIT_WORDS:
+            return
+        probs = predictor.probabilities([text])[0]
+        print(f"{predictor.labels[int(probs.argmax())]}  ({probs.max():.1%})")
+        for i in probs.argsort()[::-1]:
+            print(f"  {predictor.labels[i]:<{width}} {probs[i]:7.2%}  {'#' * round(probs[i] * 30)}")
+
+
+def piped(predictor: Predictor, lines, out):
+    """Reads a chunk of lines at a time so large files stream with batched forward passes."""
+    chunk = []
+    for line in lines:
+        chunk.append(line.rstrip("\n"))
+        if len(chunk) == 1024:
+            write_records(predictor, chunk, out)
+            chunk = []
+    write_records(predictor, chunk, out)
+
+
+def write_records(predictor, texts, out):
+    texts = [t for t in texts if t.strip()]
+    if texts:
+        for text, probs in zip(texts, predictor.probabilities(texts)):
+            out.write(json.dumps(as_record(text, probs, predictor.labels), ensure_ascii=False) + "\n")
+        out.flush()
+
+
+@hydra.main(config_path="conf", config_name="predict", version_base="1.3")
+@exit_on_user_error
+def main(cfg: DictConfig):
+    configure_cpu(cfg.threads)
+    device = pick_device(cfg.device)
+    predictor = Predictor(load_checkpoint(cfg.checkpoint, device), device, autocast(device, cfg.precision),
+                          cfg.batch_size)
+    if cfg.text is not None:
+        write_records(predictor, [str(cfg.text)], sys.stdout)
+    elif sys.stdin.isatty():
+        interactive(predictor)
+    else:
+        piped(predictor, sys.stdin, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
