@@ -1,0 +1,139 @@
+"""train.py -> evaluate.py -> predict.py as a user runs them, on a tiny random BERT and generated data."""
+import json
+import sys
+
+import pexpect
+import pytest
+
+from engine.config import PROJECT_ROOT
+from tests.conftest import run_script
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_model_dir, tiny_data, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    result = run_script(
+        "train.py", f"model.path={tiny_model_dir}", "data=files", f"data.train={tiny_data['train']}",
+        f"data.validation={tiny_data['validation']}", f"data.test={tiny_data['test']}",
+        "trainer.max_epochs=8", "trainer.batch_size=16", "optim.lr=3e-3", "trainer.log_every=5",
+        "trainer.precision=fp32", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, result
+
+
+def test_training_learns_and_writes_the_run_directory(trained_run):
+    run_dir, result = trained_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.8, metrics  # chance is 1/3: keywords decide the class
+    assert metrics["labels"] == ["anger", "fear", "joy"]  # sorted names when data.labels is unset
+    assert len(metrics["history"]) == 8 and metrics["steps"] == 8 * 15
+    best = run_dir / "checkpoints" / "best"
+    assert {"model.safetensors", "config.json", "classifier.json", "vocab.txt", "train_config.yaml"} <= {
+        p.name for p in best.iterdir()}
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert "test (best epoch" in result.stdout
+
+
+def test_tensorboard_has_training_and_validation_curves(trained_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, _ = trained_run
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/grad_norm", "val/loss", "val/accuracy", "val/macro_f1",
+            "test/accuracy"} <= tags
+    assert [e.step for e in events.Scalars("val/accuracy")] == [15 * k for k in range(1, 9)]
+
+
+def test_evaluate_reproduces_the_test_metrics(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    out = tmp_path / "eval.json"
+    result = run_script("evaluate.py", f"checkpoint={run_dir / 'checkpoints' / 'best'}", "precision=fp32",
+                        f"out={out}")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    train_metrics = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert report["accuracy"] == pytest.approx(train_metrics["accuracy"])
+    assert report["macro_f1"] == pytest.approx(train_metrics["macro_f1"])
+    assert len(report["confusion_matrix"]) == 3 and "precision" in report["per_class"]["joy"]
+    assert "confusion matrix" in result.stdout
+
+
+def test_predict_piped_lines_give_one_json_object_each(trained_run):
+    run_dir, _ = trained_run
+    result = run_script("predict.py", f"checkpoint={run_dir / 'checkpoints' / 'best'}",
+                        input="i feel so happy and great\n\ni am really furious today\n")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["label"] for r in records] == ["joy", "anger"]
+    assert records[0]["text"] == "i feel so happy and great"
+    assert set(records[0]["probs"]) == {"anger", "fear", "joy"}
+    assert sum(records[0]["probs"].values()) == pytest.approx(1, abs=1e-4)
+    assert records[0]["score"] == max(records[0]["probs"].values())
+
+
+def test_predict_one_text(trained_run):
+    run_dir, _ = trained_run
+    result = run_script("predict.py", f"checkpoint={run_dir / 'checkpoints' / 'best'}", "text=so scared today")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["label"] == "fear"
+
+
+def test_predict_repl_in_a_terminal(trained_run):
+    run_dir, _ = trained_run
+    child = pexpect.spawn(sys.executable, ["predict.py", f"checkpoint={run_dir / 'checkpoints' / 'best'}"],
+                          cwd=str(PROJECT_ROOT), encoding="utf-8", timeout=60)
+    child.expect("> ")
+    child.sendline("")  # blank lines are ignored: straight back to the prompt
+    child.expect("> ")
+    child.sendline("i am afraid and terrified 😱")
+    child.expect(r"fear\s+\(\d+\.\d%\)")
+    child.expect("> ")
+    child.sendline("0")  # the KoBERT tutorial's way out
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_predict_repl_ends_cleanly_on_ctrl_d_and_ctrl_c(trained_run):
+    run_dir, _ = trained_run
+    for key in ("\x04", "\x03"):
+        child = pexpect.spawn(sys.executable, ["predict.py", f"checkpoint={run_dir / 'checkpoints' / 'best'}"],
+                              cwd=str(PROJECT_ROOT), encoding="utf-8", timeout=60)
+        child.expect("> ")
+        child.send(key)
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0 and "Traceback" not in child.before
+
+
+def one_line_error(result):
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_missing_data_file_is_one_line(tiny_model_dir, tmp_path):
+    result = run_script("train.py", f"model.path={tiny_model_dir}", "data=files",
+                        f"data.train={tmp_path / 'absent.jsonl'}", f"hydra.run.dir={tmp_path}")
+    assert "absent.jsonl: file not found" in one_line_error(result)
+
+
+def test_checkpoint_without_weights_is_one_line(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in (run_dir / "checkpoints" / "best").iterdir():
+        if f.name != "model.safetensors":
+            (broken / f.name).write_bytes(f.read_bytes())
+    for script, *extra in (("predict.py", "text=hi"), ("evaluate.py",)):
+        result = run_script(script, f"checkpoint={broken}", *extra)
+        assert "model.safetensors is missing" in one_line_error(result), script
+
+
+def test_unknown_override_is_refused_without_traceback(tmp_path):
+    result = run_script("train.py", "trainer.bacth_size=8", f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and "trainer.bacth_size" in result.stderr
