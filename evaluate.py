@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 import engine.config  # noqa: F401  (registers config resolvers)
 from data.build import label_ids, read_split
 from data.dataset import ClassificationDataset
+from engine.cli import check_overrides
 from engine.errors import UserError, exit_on_user_error
 from engine.evaluation import evaluate
 from engine.inference import eval_loader
@@ -53,4 +54,5 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
+    check_overrides("evaluate")
     main()

@@ -10,6 +10,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from engine.cli import check_overrides
 from engine.errors import exit_on_user_error
 from engine.inference import Predictor
 from engine.runtime import autocast, configure_cpu, pick_device
@@ -78,4 +79,5 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
+    check_overrides("predict")
     main()

@@ -26,6 +26,7 @@ from data.build import build_datasets
 from data.dataset import LengthGroupedBatchSampler
 from data.tokenizer import load_tokenizer
 from data.transform import BERTSentenceTransform
+from engine.cli import check_overrides
 from engine.errors import UserError, exit_on_user_error
 from engine.evaluation import evaluate
 from engine.inference import eval_loader
@@ -153,4 +154,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    check_overrides("config")
     main()
