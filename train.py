@@ -14,7 +14,6 @@ from pathlib import Path
 
 import hydra
 import torch
-import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
@@ -27,14 +26,12 @@ from data.dataset import LengthGroupedBatchSampler
 from data.tokenizer import load_tokenizer
 from data.transform import BERTSentenceTransform
 from engine.cli import check_overrides
+from engine.build import build_model, build_optimization, train_step
 from engine.errors import UserError, exit_on_user_error
 from engine.evaluation import evaluate
 from engine.inference import eval_loader
-from engine.optim import build_optimizer, cosine_with_warmup
 from engine.runtime import autocast, pick_device, seed_everything, configure_cpu
-from model.bert import BertEncoder
 from model.checkpoint import ClassifierInfo, load_checkpoint, save_checkpoint
-from model.classifier import BERTClassifier
 
 MONITORS = {"accuracy": +1, "macro_f1": +1, "loss": -1}  # +1: higher is better
 
@@ -67,19 +64,12 @@ def main(cfg: DictConfig) -> float:
     val_loader = eval_loader(datasets["validation"], tcfg.eval_batch_size, **loader_kwargs)
 
     # ---- model, optimizer, schedule
-    encoder = BertEncoder.from_pretrained(cfg.model.path)
-    model = BERTClassifier(encoder, len(label_names), cfg.model.dropout, cfg.model.pooling).to(device)
-    if cfg.model.freeze_embeddings:
-        model.encoder.embeddings.requires_grad_(False)
-    optimizer = build_optimizer(model, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas,
-                                cfg.optim.eps, cfg.optim.implementation)
+    model = build_model(cfg, len(label_names), device)
     steps_per_epoch = len(train_loader)
     total_steps = tcfg.max_epochs * steps_per_epoch
     if tcfg.max_steps:
         total_steps = min(total_steps, tcfg.max_steps)
-    warmup_steps = round(cfg.scheduler.warmup_ratio * total_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: cosine_with_warmup(step, warmup_steps, total_steps, cfg.scheduler.min_lr_ratio))
+    optimizer, scheduler, warmup_steps = build_optimization(cfg, model, total_steps)
     forward = torch.compile(model) if tcfg.compile else model
     trainable = [p for p in model.parameters() if p.requires_grad]
     print(f"{sum(p.numel() for p in trainable) / 1e6:.1f}M trainable parameters, {total_steps} steps "
@@ -91,7 +81,7 @@ def main(cfg: DictConfig) -> float:
     info = ClassifierInfo(label_names, cfg.model.pooling, cfg.data.max_len, transform.pair, cfg.model.dropout)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     sign = MONITORS[tcfg.monitor]
-    best, history, step, start = None, [], 0, time.perf_counter()
+    best, history, step, start, validation_seconds = None, [], 0, time.perf_counter(), 0.0
     for epoch in range(math.ceil(total_steps / steps_per_epoch)):
         train_sampler.set_epoch(epoch)
         model.train()
@@ -100,17 +90,10 @@ def main(cfg: DictConfig) -> float:
         progress = tqdm(islice(train_loader, epoch_steps), desc=f"epoch {epoch + 1}", total=epoch_steps,
                         dynamic_ncols=True)
         for batch in progress:
-            batch = batch.to(device, non_blocking=True)
-            with mixed_precision:
-                logits = forward(batch.token_ids, batch.valid_length, batch.segment_ids)
-            loss = F.cross_entropy(logits.float(), batch.labels)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, tcfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss, grad_norm = train_step(forward, batch.to(device, non_blocking=True), optimizer, scheduler,
+                                         trainable, tcfg.max_grad_norm, mixed_precision)
             step += 1
-            running_loss += loss.detach()
+            running_loss += loss
             running_count += 1
             if step % tcfg.log_every == 0:
                 mean_loss = (running_loss / running_count).item()
@@ -122,7 +105,9 @@ def main(cfg: DictConfig) -> float:
                 progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
         progress.close()
 
+        validation_start = time.perf_counter()
         val = evaluate(model, val_loader, device, mixed_precision, label_names)
+        validation_seconds += time.perf_counter() - validation_start
         elapsed = time.perf_counter() - start
         for name in ("loss", "accuracy", "macro_f1"):
             writer.add_scalar(f"val/{name}", val[name], step)
@@ -145,8 +130,9 @@ def main(cfg: DictConfig) -> float:
     writer.close()
     metrics = {"best_validation": best, "test": {k: test[k] for k in ("loss", "accuracy", "macro_f1", "weighted_f1")},
                "test_per_class": test["per_class"], "history": history, "labels": label_names,
-               "train_seconds": round(train_seconds, 1), "steps": step,
-               "train_samples_per_second": round(step * tcfg.batch_size / train_seconds, 1)}
+               "train_seconds": round(train_seconds, 1), "validation_seconds": round(validation_seconds, 1),
+               "steps": step,  # samples/s of the optimisation steps alone (validation excluded):
+               "train_samples_per_second": round(step * tcfg.batch_size / (train_seconds - validation_seconds), 1)}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
     print(f"test (best epoch {best['epoch']}): accuracy {test['accuracy']:.4f} macro-F1 {test['macro_f1']:.4f}; "
           f"trained {train_seconds:.0f}s; wrote {run_dir / 'metrics.json'}")

@@ -114,17 +114,14 @@ def hf_train_file(data: str, model_dir: str, tmp_dir: Path) -> str:
 
 def worker_ours(a) -> dict:
     """train.py's setup and step body, timed. Imports mirror train.py's."""
-    import torch.nn.functional as F
     from torch.utils.data import DataLoader
 
     from data.build import label_ids, label_names, read_splits
     from data.dataset import ClassificationDataset, LengthGroupedBatchSampler
     from data.tokenizer import load_tokenizer
     from data.transform import BERTSentenceTransform
-    from engine.optim import build_optimizer, cosine_with_warmup
+    from engine.build import build_model, build_optimization, train_step
     from engine.runtime import autocast, configure_cpu, pick_device, seed_everything
-    from model.bert import BertEncoder
-    from model.classifier import BERTClassifier
 
     total_steps = a.warmup + a.steps
     cfg = compose_config(a.data, a.model, [
@@ -150,15 +147,8 @@ def worker_ours(a) -> dict:
     loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=train_set.collate,
                         num_workers=tcfg.num_workers, pin_memory=device.type == "cuda")
 
-    encoder = BertEncoder.from_pretrained(cfg.model.path)
-    model = BERTClassifier(encoder, len(names), cfg.model.dropout, cfg.model.pooling).to(device)
-    if cfg.model.freeze_embeddings:
-        model.encoder.embeddings.requires_grad_(False)
-    optimizer = build_optimizer(model, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas,
-                                cfg.optim.eps, cfg.optim.implementation)
-    warmup_steps = round(cfg.scheduler.warmup_ratio * total_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: cosine_with_warmup(step, warmup_steps, total_steps, cfg.scheduler.min_lr_ratio))
+    model = build_model(cfg, len(names), device)
+    optimizer, scheduler, _ = build_optimization(cfg, model, total_steps)
     forward = torch.compile(model) if tcfg.compile else model
     trainable = [p for p in model.parameters() if p.requires_grad]
 
@@ -175,16 +165,9 @@ def worker_ours(a) -> dict:
         if step >= a.warmup:
             timed_lengths.append(batch.valid_length)
             padded_tokens += batch.token_ids.numel()
-        batch = batch.to(device, non_blocking=True)
-        with mixed_precision:
-            logits = forward(batch.token_ids, batch.valid_length, batch.segment_ids)
-        loss = F.cross_entropy(logits.float(), batch.labels)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, tcfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        running_loss += loss.detach()
+        loss, _ = train_step(forward, batch.to(device, non_blocking=True), optimizer, scheduler, trainable,
+                             tcfg.max_grad_norm, mixed_precision)
+        running_loss += loss
         running_count += 1
         if (step + 1) % tcfg.log_every == 0:  # train.py's periodic host sync for logging
             (running_loss / running_count).item()
