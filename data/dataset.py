@@ -65,10 +65,11 @@ class LengthGroupedBatchSampler(Sampler):
         self.lengths = np.asarray(lengths)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.group_by_length, self.window_batches = group_by_length, window_batches
-        self.epoch = 0
+        self.epoch, self.first_batch = 0, 0
 
-    def set_epoch(self, epoch: int):
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, first_batch: int = 0):
+        """Selects the epoch's order; iteration starts at batch `first_batch` (exact mid-epoch resume)."""
+        self.epoch, self.first_batch = epoch, first_batch
 
     def batches(self) -> list[np.ndarray]:
         n, bs = len(self.lengths), self.batch_size
@@ -88,7 +89,7 @@ class LengthGroupedBatchSampler(Sampler):
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def __iter__(self):
-        return iter(self.batches())
+        return iter(self.batches()[self.first_batch:])
 
-    def __len__(self):
+    def __len__(self):  # batches in a whole epoch
         return -(-len(self.lengths) // self.batch_size)

@@ -25,15 +25,29 @@ def build_optimization(cfg, model, total_steps: int):
     return optimizer, scheduler, warmup_steps
 
 
-def train_step(forward, batch, optimizer, scheduler, trainable, max_grad_norm, mixed_precision):
+class NonFiniteGradient(Exception):
+    pass
+
+
+def train_step(forward, batch, optimizer, scheduler, trainable, max_grad_norm, mixed_precision,
+               on_nonfinite="stop"):
     """Forward under autocast, fp32 loss, backward, clip, step, schedule. Returns device tensors
-    (loss, grad norm) so the caller decides when to pay for a host sync."""
+    (loss, grad norm) so the caller decides when to pay for a host sync.
+
+    A non-finite gradient norm (NaN/inf loss or overflow) never reaches the weights: the step is
+    skipped (`on_nonfinite=skip`, the schedule still advances) or NonFiniteGradient is raised.
+    Checking it costs one host sync per step: free on CPU, a short stall on CUDA."""
     with mixed_precision:
         logits = forward(batch.token_ids, batch.valid_length, batch.segment_ids)
     loss = F.cross_entropy(logits.float(), batch.labels)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
-    optimizer.step()
+    finite = bool(torch.isfinite(grad_norm))
+    if finite:
+        optimizer.step()
+    elif on_nonfinite == "stop":
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteGradient(f"loss {loss.item():.4g}, gradient norm {grad_norm.item():.4g}")
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss.detach(), grad_norm
+    return loss.detach(), grad_norm, finite

@@ -36,12 +36,18 @@ class ClassifierInfo:
 
 
 def save_checkpoint(directory, model: BERTClassifier, info: ClassifierInfo, tokenizer: Tokenizer,
-                    train_config_yaml: str = ""):
-    """Writes into a temporary sibling, then swaps it in with renames, so a crash mid-write never
-    leaves a half-written checkpoint under the final name."""
+                    train_config_yaml: str = "", write_extra=None):
+    """Writes into a temporary sibling, then swaps it in with renames, so a crash at any moment
+    leaves the previous checkpoint or the new one, never a mix (see `existing_checkpoint_dir`).
+    `write_extra(tmp_dir)` adds files, e.g. the training state of a resumable checkpoint."""
     directory = Path(directory)
+    old = directory.with_name(f".{directory.name}.old")
+    if not directory.exists() and old.is_dir():  # a previous save died between its two renames
+        os.replace(old, directory)
+    shutil.rmtree(old, ignore_errors=True)
+    for leftover in directory.parent.glob(f".{directory.name}.tmp-*"):  # from a writer that was killed
+        shutil.rmtree(leftover, ignore_errors=True)
     tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     weights = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
     save_file(weights, str(tmp / WEIGHTS))
@@ -49,14 +55,31 @@ def save_checkpoint(directory, model: BERTClassifier, info: ClassifierInfo, toke
     (tmp / CLASSIFIER_CONFIG).write_text(json.dumps(info.__dict__, indent=2, ensure_ascii=False))
     (tmp / TRAIN_CONFIG).write_text(train_config_yaml)
     tokenizer.save(tmp)
+    if write_extra is not None:
+        write_extra(tmp)
     for f in tmp.iterdir():  # make the bytes durable before the rename publishes them
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
-    old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
     if directory.exists():
         os.replace(directory, old)
-    os.replace(tmp, directory)
+    os.replace(tmp, directory)  # between these two renames only `.old` exists: loaders fall back to it
     shutil.rmtree(old, ignore_errors=True)
+
+
+def existing_checkpoint_dir(directory) -> Path:
+    """The directory itself, or its previous version if a save was killed between its renames."""
+    directory = Path(directory)
+    old = directory.with_name(f".{directory.name}.old")
+    return old if not directory.exists() and old.is_dir() else directory
+
+
+def load_weights(directory, model: torch.nn.Module):
+    """Loads model.safetensors into `model`; safetensors cannot carry code, only tensors."""
+    path = Path(directory) / WEIGHTS
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except Exception as e:  # corrupt file (safetensors error) or weights of another shape (RuntimeError)
+        raise UserError(f"{path}: cannot load weights ({str(e).splitlines()[0]})") from None
 
 
 @dataclass
@@ -67,7 +90,7 @@ class LoadedClassifier:
 
 
 def load_checkpoint(directory, device="cpu") -> LoadedClassifier:
-    directory = Path(directory)
+    directory = existing_checkpoint_dir(directory)
     if not directory.is_dir():
         raise UserError(f"{directory}: checkpoint directory not found")
     for name in (WEIGHTS, ENCODER_CONFIG, CLASSIFIER_CONFIG):
@@ -79,10 +102,6 @@ def load_checkpoint(directory, device="cpu") -> LoadedClassifier:
         raise UserError(f"{directory / CLASSIFIER_CONFIG}: unreadable ({e})") from None
     encoder = BertEncoder(BertConfig.from_json(directory / ENCODER_CONFIG))
     model = BERTClassifier(encoder, len(info.labels), info.dropout, info.pooling)
-    try:
-        state = load_file(str(directory / WEIGHTS))
-        model.load_state_dict(state)
-    except Exception as e:  # corrupt file (safetensors error) or weights of another shape (RuntimeError)
-        raise UserError(f"{directory / WEIGHTS}: cannot load weights ({str(e).splitlines()[0]})") from None
+    load_weights(directory, model)
     transform = BERTSentenceTransform(load_tokenizer(directory), info.max_len, pair=info.pair)
     return LoadedClassifier(model.to(device).eval(), transform, info)

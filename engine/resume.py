@@ -1,0 +1,71 @@
+"""Everything besides the weights that an exact resume needs, stored without pickle.
+
+Tensors (optimizer moments, torch RNG states) go to `training_state.safetensors`; the rest (step,
+position in the epoch, best-so-far, python/numpy RNG, schedule) to `training_state.json`.
+Batch order needs no state: the sampler derives each epoch's order from (seed, epoch), so resuming
+at batch k of epoch e skips straight to it without reading the k batches before it. DataLoader
+workers draw no random numbers (collation is deterministic), so they have no RNG state to keep.
+"""
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from engine.errors import UserError
+
+STATE_TENSORS, STATE_JSON = "training_state.safetensors", "training_state.json"
+
+
+def write_training_state(directory: Path, optimizer, scheduler, progress: dict):
+    tensors, optimizer_state = {}, optimizer.state_dict()
+    for index, state in optimizer_state["state"].items():
+        for name, value in state.items():
+            tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    save_file(tensors, str(directory / STATE_TENSORS))
+    np_state = np.random.get_state()
+    meta = {
+        "progress": progress,
+        "optimizer_param_groups": optimizer_state["param_groups"],
+        "scheduler": scheduler.state_dict(),
+        "rng_python": random.getstate(),
+        "rng_numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+    }
+    (directory / STATE_JSON).write_text(json.dumps(meta))
+
+
+def read_training_state(directory: Path, optimizer, scheduler) -> dict:
+    """Restores optimizer, schedule and RNG states in place; returns the saved progress."""
+    for name in (STATE_TENSORS, STATE_JSON):
+        if not (directory / name).is_file():
+            raise UserError(f"{directory}: cannot resume, {name} is missing (only checkpoints/last is resumable)")
+    try:
+        tensors = load_file(str(directory / STATE_TENSORS))
+        meta = json.loads((directory / STATE_JSON).read_text())
+    except Exception as e:  # corrupt safetensors header or JSON
+        raise UserError(f"{directory}: unreadable training state ({str(e).splitlines()[0]})") from None
+    state = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    groups = meta["optimizer_param_groups"]
+    for group in groups:
+        group["betas"] = tuple(group["betas"])
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    scheduler.load_state_dict(meta["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda_states = [tensors[f"rng.cuda.{i}"] for i in range(torch.cuda.device_count()) if f"rng.cuda.{i}" in tensors]
+    if cuda_states:
+        torch.cuda.set_rng_state_all(cuda_states)
+    version, internal, gauss = meta["rng_python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, *rest = meta["rng_numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    return meta["progress"]
