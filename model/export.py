@@ -1,0 +1,216 @@
+"""Export a fine-tuned checkpoint for other runtimes, with the same logits.
+
+    python -m model.export checkpoint=DIR format=hf out=DIR2     # transformers, pipeline("text-classification")
+    python -m model.export checkpoint=DIR format=onnx out=DIR2   # ONNX Runtime
+
+format=hf writes a Hugging Face `BertForSequenceClassification` directory: config.json (encoder config,
+id2label/label2id with our label names), model.safetensors (`bert.*` encoder keys through
+`model.bert.ours_to_hf`, our `head` as `classifier`) and the checkpoint's tokenizer files. That class
+classifies tanh(dense([CLS])), i.e. our `pooling=pooler`; `cls` and `mean` pooling are refused
+rather than exported as a different model. The directory is also a valid `model.path` for train.py.
+
+format=onnx writes model.onnx, labels.json (label names in logit order) and the same tokenizer files.
+The graph takes Hugging Face's input names, so an HF tokenizer's output (or `tokenizers` reading the
+tokenizer.json written here) feeds it as is, every pooling included:
+    input_ids       int64 (batch, sequence)  [CLS] text [SEP] (text_b [SEP]), right-padded
+    attention_mask  int64 (batch, sequence)  1 for real tokens, then 0s (right padding only)
+    token_type_ids  int64 (batch, sequence)  0 for the first text, 1 for the second of a pair
+    -> logits       float32 (batch, classes); softmax gives the probabilities predict.py prints
+
+Tokenizer files: tokenizer_config.json gets `model_max_length` = the checkpoint's max_len (so
+`truncation=True` cuts where training did) and a tokenizer class; a tokenizer.json is re-saved with
+that truncation, padding to the longest text of a batch, and [CLS]/[SEP] added, so `tokenizers` alone
+reproduces our inputs. SentencePiece (KoBERT-style) spiece.model / vocab.txt are copied unchanged, but
+no stock transformers tokenizer class gives our ids for them, so tokenizer_config.json names one that
+transformers lacks: AutoTokenizer and pipeline fail rather than tokenize wrongly (see SENTENCEPIECE_NOTE).
+"""
+import importlib.util
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from safetensors.torch import save_file
+from torch import nn
+
+from data.tokenizer import SentencePieceTokenizer, Tokenizer, read_tokenizer_config
+from engine.cli import check_overrides
+from engine.errors import UserError, exit_on_user_error
+from model.bert import ours_to_hf
+from model.checkpoint import ClassifierInfo, LoadedClassifier, existing_checkpoint_dir, load_checkpoint
+from model.classifier import BERTClassifier
+
+FORMATS = ("hf", "onnx")
+LABELS_FILE, ONNX_FILE = "labels.json", "model.onnx"
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+SENTENCEPIECE_NOTE = (
+    "the SentencePiece tokenizer files are copied, but no stock transformers tokenizer class "
+    "reproduces their ids exactly (AlbertTokenizer reads spiece.model with the same ids except that it "
+    "maps unknown characters to id 1, and it ignores vocab.txt), so AutoTokenizer and pipeline refuse this "
+    "directory: tokenize with this project's data.tokenizer.load_tokenizer(DIR) or KoBERT's own tokenizer "
+    "code, then feed the ids to BertForSequenceClassification / model.onnx")
+
+
+# ---- Hugging Face directory
+
+def hf_config(model: BERTClassifier, info: ClassifierInfo) -> dict:
+    """Our encoder config plus what transformers needs to build BertForSequenceClassification."""
+    return {
+        "architectures": ["BertForSequenceClassification"],
+        "model_type": "bert",
+        **model.encoder.config.to_dict(),
+        "position_embedding_type": "absolute",
+        "classifier_dropout": info.dropout,
+        "problem_type": "single_label_classification",  # softmax over classes, as we train and predict
+        "id2label": {str(i): name for i, name in enumerate(info.labels)},
+        "label2id": {name: i for i, name in enumerate(info.labels)},
+    }
+
+
+def hf_state_dict(model: BERTClassifier) -> dict:
+    """Our weights under BertForSequenceClassification's key names."""
+    state = {ours_to_hf(k): v for k, v in model.encoder.state_dict().items()}
+    state |= {f"classifier.{k}": v for k, v in model.head.state_dict().items()}
+    return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
+
+
+def export_hf(loaded: LoadedClassifier, source: Path, out: Path) -> list[str]:
+    if loaded.info.pooling != "pooler":
+        raise UserError(
+            f"{source}: pooling={loaded.info.pooling!r} cannot be exported as format=hf: "
+            "BertForSequenceClassification classifies tanh(dense([CLS])), which is pooling=pooler only; "
+            "use format=onnx, or train with model.pooling=pooler")
+    out.mkdir(parents=True, exist_ok=True)
+    # transformers refuses safetensors files whose metadata does not say which framework wrote them.
+    save_file(hf_state_dict(loaded.model), str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(hf_config(loaded.model, loaded.info), indent=2, ensure_ascii=False))
+    return ["config.json", "model.safetensors", *write_tokenizer_files(loaded, source, out)]
+
+
+# ---- ONNX graph
+
+class WithHFInputs(nn.Module):
+    """Our classifier behind Hugging Face's input names: what an HF tokenizer returns feeds it directly."""
+
+    def __init__(self, model: BERTClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        # Right-padded masks (BERT tokenizers' default, and our collate): the count of ones is the length.
+        return self.model(input_ids, attention_mask.sum(-1), token_type_ids)
+
+
+def export_onnx(loaded: LoadedClassifier, source: Path, out: Path, opset: int) -> list[str]:
+    # Exporter: torch 2.13's default, the torch.export-based one (dynamo=True), which needs onnxscript.
+    # The TorchScript exporter (dynamo=False) also exports this model with the same outputs today and
+    # without onnxscript, but it is deprecated since torch 2.9 (a DeprecationWarning on every call) and
+    # due for removal; the dynamo one is slower (seconds for MiniLM) and is where fixes land.
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:  # torch.onnx imports them lazily, deep in the export: say it here, in one line
+        raise UserError(f"format=onnx needs {' and '.join(missing)}: pip install -r requirements-dev.txt")
+    out.mkdir(parents=True, exist_ok=True)
+    wrapper = WithHFInputs(loaded.model.float().cpu()).eval()
+    # Example inputs of batch 2 and length 8, with padding: a size of 1 would be specialised into the graph.
+    example = (torch.full((2, 8), loaded.transform.tokenizer.unk_id, dtype=torch.long),
+               torch.tensor([[1] * 8, [1] * 5 + [0] * 3]), torch.zeros(2, 8, dtype=torch.long))
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    exporter_log, level = logging.getLogger("torch.onnx"), logging.getLogger("torch.onnx").level
+    # The exporter warns that axes sharing one Dim keep the first name, and logs that torchvision
+    # (whose detection ops it would register) is absent: noise for a BERT.
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapper, example, str(out / ONNX_FILE), input_names=list(ONNX_INPUTS), output_names=["logits"],
+                dynamic_shapes={name: {0: batch, 1: sequence} for name in ONNX_INPUTS},
+                opset_version=opset, dynamo=True, verbose=False,
+                external_data=False)  # one self-contained file (fine below ONNX's 2 GB limit: BERT-large is 1.3 GB)
+    finally:
+        exporter_log.setLevel(level)
+    (out / LABELS_FILE).write_text(json.dumps(loaded.info.labels, indent=2, ensure_ascii=False))
+    return [ONNX_FILE, LABELS_FILE, *write_tokenizer_files(loaded, source, out)]
+
+
+# ---- tokenizer files (both formats)
+
+def write_tokenizer_files(loaded: LoadedClassifier, source: Path, out: Path) -> list[str]:
+    """Copies the checkpoint's tokenizer files, then states max_len and the tokenizer class in them."""
+    tokenizer, max_len = loaded.transform.tokenizer, loaded.info.max_len
+    tokenizer.save(out)
+    config = read_tokenizer_config(source)
+    config["model_max_length"] = max_len  # `truncation=True` then cuts exactly where training did
+    if isinstance(tokenizer, SentencePieceTokenizer):
+        # No transformers class gives our ids for these files, and without a class AutoTokenizer (so
+        # pipeline) silently builds a BertTokenizer with an empty vocabulary: all [UNK]. A class
+        # transformers does not ship makes both fail instead; KoBERT users load theirs explicitly.
+        config["tokenizer_class"] = "KoBERTTokenizer"
+    else:
+        config.setdefault("tokenizer_class", "BertTokenizer")
+        if (out / "tokenizer.json").exists():
+            config |= resave_tokenizer_json(out / "tokenizer.json", tokenizer, max_len)
+        else:
+            config.setdefault("do_lower_case", True)  # what data.tokenizer assumes for a bare vocab.txt
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
+    return [f.name for f in tokenizer.files if f.name != "tokenizer_config.json"] + ["tokenizer_config.json"]
+
+
+def resave_tokenizer_json(path: Path, tokenizer: Tokenizer, max_len: int) -> dict:
+    """Truncation at max_len, batch padding and [CLS]/[SEP] in tokenizer.json; returns the normalizer's
+    settings as tokenizer_config keys (transformers' BertTokenizer otherwise applies its own defaults)."""
+    from tokenizers import Tokenizer as HFTokenizer, processors
+
+    tok = HFTokenizer.from_file(str(path))
+    tok.enable_truncation(max_len)
+    tok.enable_padding(pad_id=tokenizer.pad_id, pad_token=tok.id_to_token(tokenizer.pad_id))
+    if tok.post_processor is None:
+        tok.post_processor = processors.BertProcessing((tok.id_to_token(tokenizer.sep_id), tokenizer.sep_id),
+                                                       (tok.id_to_token(tokenizer.cls_id), tokenizer.cls_id))
+    tok.save(str(path))
+    normalizer = json.loads(path.read_text(encoding="utf-8")).get("normalizer") or {}
+    if normalizer.get("type") != "BertNormalizer":
+        return {}
+    return {"do_lower_case": normalizer["lowercase"], "strip_accents": normalizer["strip_accents"],
+            "tokenize_chinese_chars": normalizer["handle_chinese_chars"]}
+
+
+# ---- command line
+
+def check_out_dir(out: Path, checkpoint: Path, overwrite: bool):
+    if out.resolve() == checkpoint.resolve():
+        raise UserError(f"out={out} is the checkpoint itself: choose another directory")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"out={out} is a file, not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"out={out} is not empty: choose another directory or pass overwrite=true")
+
+
+@hydra.main(config_path="../conf", config_name="export", version_base="1.3")
+@exit_on_user_error
+def main(cfg: DictConfig):
+    if cfg.format not in FORMATS:
+        raise UserError(f"format={cfg.format!r} is not one of {', '.join(FORMATS)}")
+    source, out = existing_checkpoint_dir(cfg.checkpoint), Path(cfg.out)
+    check_out_dir(out, source, cfg.overwrite)
+    loaded = load_checkpoint(source)
+    if cfg.format == "hf":
+        written = export_hf(loaded, source, out)
+    else:
+        written = export_onnx(loaded, source, out, cfg.opset)
+    print(f"wrote {out}: {', '.join(written)}")
+    if isinstance(loaded.transform.tokenizer, SentencePieceTokenizer):
+        print(f"note: {SENTENCEPIECE_NOTE}")
+    elif cfg.format == "hf":
+        print(f'use: pipeline("text-classification", model="{out}") (transformers), or model.path={out} to fine-tune')
+    else:
+        print(f"use: onnxruntime.InferenceSession(\"{out / ONNX_FILE}\") with inputs {', '.join(ONNX_INPUTS)} "
+              f"(tokenizer files beside it) -> logits over {out / LABELS_FILE}")
+
+
+if __name__ == "__main__":
+    check_overrides("export")
+    main()
