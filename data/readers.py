@@ -1,4 +1,4 @@
-"""Readers for labelled text files (JSONL, CSV/TSV, delimited TXT without header) and splits.
+"""Readers for labelled text files (JSONL, CSV/TSV, delimited TXT without header, XLSX) and splits.
 
 Every problem a user can cause is reported as `file:line: what` in one line (UserError).
 """
@@ -51,10 +51,10 @@ def count_repaired(texts: list[str]) -> int:
 
 def detect_format(path: Path) -> str:
     suffix = path.suffix.lower()
-    formats = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "txt"}
+    formats = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "txt", ".xlsx": "xlsx"}
     if suffix not in formats:
         raise UserError(f"{path}: cannot tell the format from '{suffix}' (set data.format to one of "
-                        "jsonl, csv, tsv, txt)")
+                        "jsonl, csv, tsv, txt, xlsx)")
     return formats[suffix]
 
 
@@ -64,13 +64,16 @@ def read_examples(path, text_column="text", label_column="label", text_b_column=
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
-    text = decode(path.read_bytes(), path, decode_errors)
     fmt = detect_format(path) if format == "auto" else format
-    readers = {"jsonl": _jsonl_rows, "csv": _csv_rows, "tsv": _csv_rows, "txt": _txt_rows}
+    readers = {"jsonl": _jsonl_rows, "csv": _csv_rows, "tsv": _csv_rows, "txt": _txt_rows, "xlsx": None}
     if fmt not in readers:
         raise UserError(f"data.format={fmt!r} is not one of {', '.join(readers)}")
     columns = [text_column, label_column] + ([text_b_column] if text_b_column else [])
-    rows = readers[fmt](text, path, columns, "\t" if fmt == "tsv" else "," if fmt == "csv" else delimiter)
+    if fmt == "xlsx":  # binary: cells are already text, no decoding policy applies
+        rows = _xlsx_rows(path, columns)
+    else:
+        text = decode(path.read_bytes(), path, decode_errors)
+        rows = readers[fmt](text, path, columns, "\t" if fmt == "tsv" else "," if fmt == "csv" else delimiter)
     texts, labels, texts_b, n_empty = [], [], [], 0
     for line_no, row in rows:
         if not str(row[0]).strip():
@@ -122,6 +125,41 @@ def _csv_rows(text, path, columns, delimiter):
         if len(row) != len(header):
             raise UserError(f"{path}:{reader.line_num}: {len(row)} fields, header has {len(header)}")
         yield reader.line_num, [row[i] for i in where]
+
+
+def _xlsx_rows(path, columns):
+    """First sheet, header in row 1 (the AIHub Korean emotion set: Sentence, Emotion). Read-only mode
+    streams rows instead of loading the workbook into memory."""
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except Exception as e:  # zipfile.BadZipFile, KeyError, InvalidFileException: not a readable workbook
+        raise UserError(f"{path}: not a readable .xlsx workbook ({e})") from None
+    try:
+        rows = workbook.worksheets[0].iter_rows(values_only=True)
+        header = [str(h).strip() if h is not None else "" for h in next(rows, ())]
+        if not any(header):
+            raise UserError(f"{path}: file is empty")
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise UserError(f"{path}:1: no column {missing[0]!r} in header ({', '.join(header)}); "
+                            "set data.text_column / data.label_column")
+        where = [header.index(c) for c in columns]
+        for row_no, row in enumerate(rows, 2):
+            cells = [_cell_text(row[i]) if i < len(row) else "" for i in where]
+            if any(cells):
+                yield row_no, cells
+    finally:
+        workbook.close()
+
+
+def _cell_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():  # label ids typed as numbers: 3.0 -> "3"
+        return str(int(value))
+    return str(value)
 
 
 def _txt_rows(text, path, columns, delimiter):

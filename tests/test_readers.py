@@ -80,3 +80,25 @@ def test_stratified_split_is_disjoint_reproducible_and_keeps_ratios(tmp_path):
     assert parts["test"].labels.count("b") == 10
     assert stratified_split(ex, fractions, seed=3)["test"].texts == parts["test"].texts
     assert stratified_split(ex, fractions, seed=4)["test"].texts != parts["test"].texts
+
+
+def test_xlsx_reads_header_columns_and_numeric_labels(tmp_path):
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["Sentence", "Emotion"])
+    sheet.append(["언니 동생으로 부르는게 맞는 일인가요..??", "공포"])
+    sheet.append([None, None])  # blank row in the middle
+    sheet.append(["정말 행복해요 😀", 3])  # a label typed as a number
+    workbook.save(tmp_path / "d.xlsx")
+    ex = read_examples(tmp_path / "d.xlsx", text_column="Sentence", label_column="Emotion")
+    assert ex.texts == ["언니 동생으로 부르는게 맞는 일인가요..??", "정말 행복해요 😀"] and ex.labels == ["공포", "3"]
+    with pytest.raises(UserError, match=r"d.xlsx:1: no column 'text' in header \(Sentence, Emotion\)"):
+        read_examples(tmp_path / "d.xlsx")
+
+
+def test_real_korean_xlsx_reads(shared_datasets):
+    path = next((shared_datasets / "korean_emotion").glob("*.xlsx"))
+    ex = read_examples(path, text_column="Sentence", label_column="Emotion")
+    assert len(ex) == 38594 and len(set(ex.labels)) == 7
