@@ -165,7 +165,7 @@ def worker_ours(a) -> dict:
         if step >= a.warmup:
             timed_lengths.append(batch.valid_length)
             padded_tokens += batch.token_ids.numel()
-        loss, _ = train_step(forward, batch.to(device, non_blocking=True), optimizer, scheduler, trainable,
+        loss, _, _ = train_step(forward, batch.to(device, non_blocking=True), optimizer, scheduler, trainable,
                              tcfg.max_grad_norm, mixed_precision)
         running_loss += loss
         running_count += 1
