@@ -70,6 +70,8 @@ def main(cfg: DictConfig):
     device = pick_device(cfg.device)
     predictor = Predictor(load_checkpoint(cfg.checkpoint, device), device, autocast(device, cfg.precision),
                           cfg.batch_size)
+    # Undecodable bytes on stdin become U+FFFD instead of a UnicodeDecodeError halfway through a file.
+    sys.stdin.reconfigure(errors="replace")
     if cfg.text is not None:
         write_records(predictor, [str(cfg.text)], sys.stdout)
     elif sys.stdin.isatty():

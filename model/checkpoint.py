@@ -48,18 +48,23 @@ def save_checkpoint(directory, model: BERTClassifier, info: ClassifierInfo, toke
     for leftover in directory.parent.glob(f".{directory.name}.tmp-*"):  # from a writer that was killed
         shutil.rmtree(leftover, ignore_errors=True)
     tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True)
-    weights = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(tmp / WEIGHTS))
-    (tmp / ENCODER_CONFIG).write_text(json.dumps(model.encoder.config.to_dict(), indent=2))
-    (tmp / CLASSIFIER_CONFIG).write_text(json.dumps(info.__dict__, indent=2, ensure_ascii=False))
-    (tmp / TRAIN_CONFIG).write_text(train_config_yaml)
-    tokenizer.save(tmp)
-    if write_extra is not None:
-        write_extra(tmp)
-    for f in tmp.iterdir():  # make the bytes durable before the rename publishes them
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
+    try:
+        tmp.mkdir(parents=True)
+        weights = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, str(tmp / WEIGHTS))
+        (tmp / ENCODER_CONFIG).write_text(json.dumps(model.encoder.config.to_dict(), indent=2))
+        (tmp / CLASSIFIER_CONFIG).write_text(json.dumps(info.__dict__, indent=2, ensure_ascii=False))
+        (tmp / TRAIN_CONFIG).write_text(train_config_yaml)
+        tokenizer.save(tmp)
+        if write_extra is not None:
+            write_extra(tmp)
+        for f in tmp.iterdir():  # make the bytes durable before the rename publishes them
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    except OSError as e:  # full disk, quota, permissions: the previous checkpoint is still whole
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = f"{directory} still holds the previous one" if directory.exists() else "nothing was saved before"
+        raise UserError(f"cannot write checkpoint {directory} ({e.strerror or e}); {kept}") from None
     if directory.exists():
         os.replace(directory, old)
     os.replace(tmp, directory)  # between these two renames only `.old` exists: loaders fall back to it

@@ -1,5 +1,6 @@
 """train.py -> evaluate.py -> predict.py as a user runs them, on a tiny random BERT and generated data."""
 import json
+import subprocess
 import sys
 
 import pexpect
@@ -73,6 +74,16 @@ def test_predict_piped_lines_give_one_json_object_each(trained_run):
     assert records[0]["score"] == max(records[0]["probs"].values())
 
 
+def test_predict_piped_survives_huge_lines_and_bad_bytes(trained_run):
+    run_dir, _ = trained_run
+    result = subprocess.run([sys.executable, "predict.py", f"checkpoint={run_dir / 'checkpoints' / 'best'}"],
+                            input=b"so happy " * 20000 + b"\nbad \xff\xfe bytes but happy\n",
+                            capture_output=True, cwd=PROJECT_ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert len(records) == 2 and records[1]["text"] == "bad \ufffd\ufffd bytes but happy"
+
+
 def test_predict_one_text(trained_run):
     run_dir, _ = trained_run
     result = run_script("predict.py", f"checkpoint={run_dir / 'checkpoints' / 'best'}", "text=so scared today")
@@ -90,6 +101,11 @@ def test_predict_repl_in_a_terminal(trained_run):
     child.sendline("i am afraid and terrified 😱")
     child.expect(r"fear\s+\(\d+\.\d%\)")
     child.expect("> ")
+    # A terminal line holds at most 4095 characters; control characters, mixed scripts and emoji.
+    for text in ["furious " * 500, "\x01\x02\x1b[31m so mad \x7f", "행복 happy 😀 سعيد 日本 \u200b"]:
+        child.sendline(text)
+        child.expect(r"(anger|fear|joy)\s+\(\d+\.\d%\)")
+        child.expect("> ")
     child.sendline("0")  # the KoBERT tutorial's way out
     child.expect(pexpect.EOF)
     child.close()
@@ -142,3 +158,14 @@ def test_checkpoint_without_weights_is_one_line(trained_run, tmp_path):
 ])
 def test_config_mistakes_are_one_line(script, args, expected):
     assert expected in one_line_error(run_script(script, *args))
+
+
+def test_real_default_encoder_trains_on_real_emotion_data(default_model_dir, shared_datasets, tmp_path):
+    """Two optimizer steps of the embedded default on dair-ai emotion: the real pipeline, end to end."""
+    result = run_script("train.py", "data=emotion", f"shared_datasets={shared_datasets}", "trainer.max_steps=2",
+                        "trainer.batch_size=8", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["labels"] == ["sadness", "joy", "love", "anger", "fear", "surprise"]
+    assert metrics["steps"] == 2 and 0 <= metrics["test"]["accuracy"] <= 1
+    assert "train: examples 16000" in result.stdout and "validation: examples 2000" in result.stdout

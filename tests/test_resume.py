@@ -192,3 +192,29 @@ def test_no_entry_point_runs_code_from_a_checkpoint(uninterrupted, tiny_model_di
     result = run_script(*train_args(tiny_model_dir, longer_data, tmp_path / "run2", f"trainer.resume={resumable}"))
     assert result.returncode == 2 and "unreadable training state" in result.stderr
     assert not marker.exists()
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(tiny_model_dir, tmp_path, monkeypatch):
+    import errno
+
+    import model.checkpoint as checkpoint
+    from data.tokenizer import load_tokenizer
+    from engine.errors import UserError
+    from model.bert import BertEncoder
+    from model.classifier import BERTClassifier
+
+    model = BERTClassifier(BertEncoder.from_pretrained(tiny_model_dir), 3)
+    info, tokenizer = checkpoint.ClassifierInfo(["a", "b", "c"], "pooler", 32), load_tokenizer(tiny_model_dir)
+    checkpoint.save_checkpoint(tmp_path / "best", model, info, tokenizer)
+    before = load_file(str(tmp_path / "best" / "model.safetensors"))
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", disk_full)
+    with torch.no_grad():
+        model.head.weight.add_(1)
+    with pytest.raises(UserError, match="No space left on device.*still holds the previous one"):
+        checkpoint.save_checkpoint(tmp_path / "best", model, info, tokenizer)
+    assert_bitwise_equal(load_file(str(tmp_path / "best" / "model.safetensors")), before)
+    assert [p.name for p in tmp_path.iterdir()] == ["best"]  # no temporary directory left behind
