@@ -92,7 +92,8 @@ def main(cfg: DictConfig) -> float:
         print(f"resumed from {resume_dir} at step {progress['step']} "
               f"(epoch {progress['epoch'] + 1}, batch {progress['batch_in_epoch']})")
 
-    # ---- the loop: one optimizer step per batch; host syncs only every log_every steps
+    # ---- the loop: one optimizer step per batch. Host syncs: the non-finite check each step (free on
+    # CPU) and the loss/grad-norm readout every log_every steps.
     # purge_step drops events logged after the checkpoint we resumed from: curves continue, no duplicates.
     writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=progress["step"] + 1 if resume_dir else None)
     info = ClassifierInfo(label_names, cfg.model.pooling, cfg.data.max_len, transform.pair, cfg.model.dropout)
