@@ -101,7 +101,10 @@ def main(cfg: DictConfig) -> float:
     sign = MONITORS[tcfg.monitor]
     stop = StopRequest()
 
-    def save_last():
+    def save_last(epoch: int, batch_in_epoch: int):
+        """Resumable checkpoint of the state after `batch_in_epoch` batches of `epoch` (0-based)."""
+        progress.update(step=step, epoch=epoch, batch_in_epoch=batch_in_epoch, running_loss=running_loss.item(),
+                        train_seconds=time.perf_counter() - session_start)
         save_checkpoint(last_dir, model, info, tokenizer, config_yaml,
                         lambda tmp: write_training_state(tmp, optimizer, scheduler, progress))
 
@@ -141,9 +144,7 @@ def main(cfg: DictConfig) -> float:
                 writer.add_scalar("train/grad_norm", grad_norm.item(), step)
                 progress_bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             if (tcfg.save_every_steps and step % tcfg.save_every_steps == 0) or stop:
-                progress.update(step=step, epoch=epoch, batch_in_epoch=batch_index, running_loss=running_loss.item(),
-                                train_seconds=time.perf_counter() - session_start)
-                save_last()
+                save_last(epoch, batch_index)
             if stop:
                 progress_bar.close()
                 writer.close()
@@ -167,9 +168,7 @@ def main(cfg: DictConfig) -> float:
         if improved:
             progress["best"] = {**history[-1]}
             save_checkpoint(best_dir, model, info, tokenizer, config_yaml)
-        progress.update(step=step, epoch=epoch + 1, batch_in_epoch=0, running_loss=running_loss.item(),
-                        train_seconds=time.perf_counter() - session_start)
-        save_last()
+        save_last(epoch + 1, 0)
     train_seconds, validation_seconds, best = (progress["train_seconds"], progress["validation_seconds"],
                                                progress["best"])
 

@@ -1,4 +1,4 @@
-"""User mistakes become one line on stderr and exit code 2, never a traceback."""
+"""User mistakes become one line on stderr and exit code 2, never a traceback; so does Ctrl-C."""
 import functools
 import sys
 
@@ -18,4 +18,7 @@ def exit_on_user_error(main):
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:  # Ctrl-C outside the places that handle it (e.g. while loading data)
+            print("\ninterrupted", file=sys.stderr)
+            sys.exit(130)
     return wrapper
