@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import hydra
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
 import engine.config  # noqa: F401  (registers config resolvers)
@@ -29,7 +28,7 @@ def data_config_of(cfg: DictConfig):
     path = Path(cfg.checkpoint) / TRAIN_CONFIG
     if not path.is_file():
         raise UserError(f"{path} is missing: pass data=... to say what to evaluate on")
-    return OmegaConf.create(yaml.safe_load(path.read_text(encoding="utf-8"))["data"])
+    return OmegaConf.load(path).data
 
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")

@@ -169,6 +169,7 @@ def main(cfg: DictConfig) -> float:
             progress["best"] = {**history[-1]}
             save_checkpoint(best_dir, model, info, tokenizer, config_yaml)
         save_last(epoch + 1, 0)
+    stop.uninstall()
     train_seconds, validation_seconds, best = (progress["train_seconds"], progress["validation_seconds"],
                                                progress["best"])
 

@@ -124,6 +124,19 @@ def test_predict_repl_ends_cleanly_on_ctrl_d_and_ctrl_c(trained_run):
         assert child.exitstatus == 0 and "Traceback" not in child.before
 
 
+def test_multirun_gives_each_job_its_own_run_directory(tiny_model_dir, tiny_data, tmp_path):
+    result = run_script("train.py", "-m", f"model.path={tiny_model_dir}", "data=files",
+                        f"data.train={tiny_data['train']}", f"data.validation={tiny_data['validation']}",
+                        f"data.test={tiny_data['test']}", "trainer.max_steps=3", "optim.lr=1e-3,3e-3",
+                        "model.dropout=0.1,0.5", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for job in range(4):
+        assert (tmp_path / str(job) / "metrics.json").is_file()
+        assert (tmp_path / str(job) / "checkpoints" / "best" / "model.safetensors").is_file()
+    assert "optim.lr=0.003 model.dropout=0.5" in (tmp_path / "3" / ".hydra" / "overrides.yaml").read_text().replace(
+        "\n- ", " ")
+
+
 def one_line_error(result):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr
