@@ -1,5 +1,6 @@
 """User mistakes become one line on stderr and exit code 2, never a traceback; so does Ctrl-C."""
 import functools
+import os
 import sys
 
 
@@ -21,4 +22,8 @@ def exit_on_user_error(main):
         except KeyboardInterrupt:  # Ctrl-C outside the places that handle it (e.g. while loading data)
             print("\ninterrupted", file=sys.stderr)
             sys.exit(130)
+        except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error
+            # Point stdout at devnull so the interpreter's final flush does not raise again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
     return wrapper

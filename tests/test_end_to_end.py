@@ -165,7 +165,7 @@ def test_checkpoint_without_weights_is_one_line(trained_run, tmp_path):
 @pytest.mark.parametrize("script, args, expected", [
     ("train.py", ["trainer.bacth_size=8"], "Could not override 'trainer.bacth_size'"),
     ("train.py", ["data=nope"], "Could not find 'data/nope'"),
-    ("train.py", ["data=files"], "data.train has no value"),
+    ("train.py", ["data=files"], "data.train is not set"),
     ("predict.py", [], "checkpoint has no value"),
     ("evaluate.py", ["checkpoint=x", "split=[1"], "no viable alternative"),
 ])
