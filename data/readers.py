@@ -91,8 +91,15 @@ def read_examples(path, text_column="text", label_column="label", text_b_column=
                     {"empty_texts_skipped": n_empty})
 
 
+def _lines(text):
+    """Numbered lines split on \n only: str.splitlines would also split on U+0085, U+2028 and other
+    characters that appear raw inside JSON strings and tweets."""
+    for line_no, line in enumerate(text.split("\n"), 1):
+        yield line_no, line.removesuffix("\r")
+
+
 def _jsonl_rows(text, path, columns, _delimiter):
-    for line_no, line in enumerate(text.splitlines(), 1):
+    for line_no, line in _lines(text):
         if not line.strip():
             continue
         try:
@@ -163,7 +170,7 @@ def _cell_text(value) -> str:
 
 
 def _txt_rows(text, path, columns, delimiter):
-    for line_no, line in enumerate(text.splitlines(), 1):
+    for line_no, line in _lines(text):
         if not line.strip():
             continue  # dair-ai's val.txt starts with a blank line
         text_part, sep, label = line.rpartition(delimiter)

@@ -67,7 +67,8 @@ class WordPieceTokenizer(Tokenizer):
         tok.no_truncation()
         tok.no_padding()
         self._tok = tok
-        super().__init__(tok.token_to_id, tok.get_vocab_size(), directory)
+        # max id + 1, not the number of distinct tokens: a vocab.txt with a repeated line leaves a gap.
+        super().__init__(tok.token_to_id, max(tok.get_vocab().values()) + 1, directory)
 
     def _encode_batch(self, texts):
         return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
@@ -88,7 +89,8 @@ class SentencePieceTokenizer(Tokenizer):
         vocab_txt = directory / "vocab.txt"
         if vocab_txt.exists():
             # monologg-style KoBERT: pieces are looked up in vocab.txt, whose order defines the ids.
-            tokens = vocab_txt.read_text(encoding="utf-8").splitlines()
+            # One token per "\n"-ended line; splitlines() would also break at U+0085/U+2028 inside tokens.
+            tokens = [t.removesuffix("\r") for t in vocab_txt.read_text(encoding="utf-8").rstrip("\n").split("\n")]
             self._vocab = {t: i for i, t in enumerate(tokens)}
             self.files.append(vocab_txt)
             super().__init__(self._vocab.get, len(tokens), directory)

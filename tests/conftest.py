@@ -44,7 +44,8 @@ def write_hf_bert(directory: Path, cfg: BertConfig, vocab: list[str], seed=0, pr
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    vocab = SPECIAL + FILLER + [w for ws in CLASS_WORDS.values() for w in ws] + list("abcdefghijklmnopqrstuvwxyz")
+    words = FILLER + [w for ws in CLASS_WORDS.values() for w in ws]
+    vocab = SPECIAL + words + [c for c in "abcdefghijklmnopqrstuvwxyz" if c not in words]
     directory = tmp_path_factory.mktemp("tiny_bert")
     write_hf_bert(directory, tiny_config(len(vocab)), vocab)
     return directory

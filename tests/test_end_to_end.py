@@ -16,7 +16,9 @@ def trained_run(tiny_model_dir, tiny_data, tmp_path_factory):
     result = run_script(
         "train.py", f"model.path={tiny_model_dir}", "data=files", f"data.train={tiny_data['train']}",
         f"data.validation={tiny_data['validation']}", f"data.test={tiny_data['test']}",
-        "trainer.max_epochs=8", "trainer.batch_size=16", "optim.lr=3e-3", "trainer.log_every=5",
+        # Mean pooling: a random 2-layer BERT learns the keywords from any seed; the tanh pooler
+        # sometimes settles on two of the three classes first (the real checkpoint covers pooler).
+        "model.pooling=mean", "trainer.max_epochs=8", "trainer.batch_size=16", "optim.lr=3e-3", "trainer.log_every=5",
         "trainer.precision=fp32", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir, result
