@@ -47,6 +47,8 @@ def main(cfg: DictConfig) -> float:
     tcfg = cfg.trainer
     if tcfg.monitor not in MONITORS:
         raise UserError(f"trainer.monitor={tcfg.monitor!r} is not one of {', '.join(MONITORS)}")
+    if tcfg.on_nonfinite not in ("stop", "skip"):
+        raise UserError(f"trainer.on_nonfinite={tcfg.on_nonfinite!r} is not one of stop, skip")
     configure_cpu(tcfg.threads)
     seed_everything(cfg.seed)
     device = pick_device(tcfg.device)
