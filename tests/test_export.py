@@ -102,12 +102,15 @@ def padded_batch(loaded, texts=TEXTS, texts_b=None) -> dict:
 CHECKPOINTS = ["trained_tiny", "tiny_pair", "default_encoder"]
 
 
+def load_and_export(checkpoint, exported, fmt):
+    """The checkpoint as our code loads it, the second texts if it classifies pairs, and its export."""
+    loaded = load_checkpoint(checkpoint)
+    return loaded, TEXTS_B if loaded.info.pair else None, exported(checkpoint, fmt)
+
+
 @pytest.mark.parametrize("name", CHECKPOINTS)
 def test_transformers_and_pipeline_give_our_logits_and_labels(name, request, exported):
-    checkpoint = request.getfixturevalue(name)
-    loaded = load_checkpoint(checkpoint)
-    texts_b = TEXTS_B if loaded.info.pair else None
-    out = exported(checkpoint, "hf")
+    loaded, texts_b, out = load_and_export(request.getfixturevalue(name), exported, "hf")
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["BertForSequenceClassification"] and config["model_type"] == "bert"
     assert [config["id2label"][str(i)] for i in range(len(loaded.info.labels))] == loaded.info.labels
@@ -138,10 +141,7 @@ def test_transformers_and_pipeline_give_our_logits_and_labels(name, request, exp
 
 @pytest.mark.parametrize("name", CHECKPOINTS)
 def test_onnx_runtime_gives_our_logits_for_any_batch_and_length(name, request, exported):
-    checkpoint = request.getfixturevalue(name)
-    loaded = load_checkpoint(checkpoint)
-    texts_b = TEXTS_B if loaded.info.pair else None
-    out = exported(checkpoint, "onnx")
+    loaded, texts_b, out = load_and_export(request.getfixturevalue(name), exported, "onnx")
     assert json.loads((out / "labels.json").read_text()) == loaded.info.labels
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask", "token_type_ids"]
