@@ -190,7 +190,12 @@ def stratified_split(examples: Examples, fractions: dict, seed: int) -> dict:
     for k, name in enumerate(names[:-1]):
         share = sizes[k] / sizes[k:].sum()
         labels = [examples.labels[i] for i in remaining]
-        taken, remaining = train_test_split(remaining, train_size=share, random_state=seed, stratify=labels)
+        try:
+            taken, remaining = train_test_split(remaining, train_size=share, random_state=seed, stratify=labels)
+        except ValueError as e:  # too few examples (of some class) for these fractions
+            raise UserError(f"{examples.source}: cannot split {len(examples)} examples stratified by label into "
+                            f"{', '.join(names)} ({e}); give more examples or data.validation/data.test files"
+                            ) from None
         parts[name] = examples.subset(np.sort(taken), f"{examples.source} [{name}]")
     parts[names[-1]] = examples.subset(np.sort(remaining), f"{examples.source} [{names[-1]}]")
     return parts

@@ -8,6 +8,7 @@ import pytest
 
 from engine.config import PROJECT_ROOT
 from tests.conftest import run_script
+from tests.test_bad_input import one_line_error  # bad input and config mistakes: tests/test_bad_input.py
 
 
 @pytest.fixture(scope="module")
@@ -139,19 +140,6 @@ def test_multirun_gives_each_job_its_own_run_directory(tiny_model_dir, tiny_data
         "\n- ", " ")
 
 
-def one_line_error(result):
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2, result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
-
-
-def test_missing_data_file_is_one_line(tiny_model_dir, tmp_path):
-    result = run_script("train.py", f"model.path={tiny_model_dir}", "data=files",
-                        f"data.train={tmp_path / 'absent.jsonl'}", f"hydra.run.dir={tmp_path}")
-    assert "absent.jsonl: file not found" in one_line_error(result)
-
-
 def test_checkpoint_without_weights_is_one_line(trained_run, tmp_path):
     run_dir, _ = trained_run
     broken = tmp_path / "broken"
@@ -162,17 +150,6 @@ def test_checkpoint_without_weights_is_one_line(trained_run, tmp_path):
     for script, *extra in (("predict.py", "text=hi"), ("evaluate.py",)):
         result = run_script(script, f"checkpoint={broken}", *extra)
         assert "model.safetensors is missing" in one_line_error(result), script
-
-
-@pytest.mark.parametrize("script, args, expected", [
-    ("train.py", ["trainer.bacth_size=8"], "Could not override 'trainer.bacth_size'"),
-    ("train.py", ["data=nope"], "Could not find 'data/nope'"),
-    ("train.py", ["data=files"], "data.train is not set"),
-    ("predict.py", [], "checkpoint has no value"),
-    ("evaluate.py", ["checkpoint=x", "split=[1"], "no viable alternative"),
-])
-def test_config_mistakes_are_one_line(script, args, expected):
-    assert expected in one_line_error(run_script(script, *args))
 
 
 def test_real_default_encoder_trains_on_real_emotion_data(default_model_dir, shared_datasets, tmp_path):
