@@ -56,7 +56,11 @@ def read_split(data_cfg, split: str) -> Examples:
     """One split: its own file when configured, else carved out of train exactly as training did."""
     if split not in SPLITS:
         raise UserError(f"split={split!r} is not one of {', '.join(SPLITS)}")
-    return read_file(data_cfg, data_cfg[split]) if data_cfg.get(split) else read_splits(data_cfg)[split]
+    # data.train names the whole file that validation/test are carved from when they have no file of their own
+    carved_from_train = split == "train" and not all(data_cfg.get(name) for name in SPLITS)
+    if data_cfg.get(split) and not carved_from_train:
+        return read_file(data_cfg, data_cfg[split])
+    return read_splits(data_cfg)[split]
 
 
 def label_names(data_cfg, train: Examples) -> list[str]:
