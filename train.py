@@ -3,11 +3,13 @@
     python train.py                                  # all-MiniLM-L6-v2 on the embedded tweets
     python train.py data=emotion optim.lr=5e-5 trainer.max_epochs=2
     python train.py -m optim.lr=1e-4,5e-5 model.dropout=0.1,0.5   # Hydra multirun sweep
+    torchrun --nproc_per_node=2 train.py data=emotion             # data-parallel (DDP), same global batch
 
 The run directory (printed at start) receives metrics.json, checkpoints/best/ and TensorBoard events.
 """
 import json
 import math
+import signal
 import sys
 import time
 from itertools import islice
@@ -17,33 +19,33 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import engine.config  # noqa: F401  (registers the ${package_file:} and ${project_root:} resolvers)
-from data.build import build_datasets
-from data.dataset import LengthGroupedBatchSampler
+from data.build import build_datasets, read_split
 from data.tokenizer import load_tokenizer
 from data.transform import BERTSentenceTransform
 from engine.cli import check_overrides
-from engine.build import NonFiniteGradient, build_model, build_optimization, train_step
+from engine.build import NonFiniteGradient, build_model, build_optimization, build_train_loader, train_step
+from engine.distributed import (NullWriter, any_rank, gather_to_main, init_distributed, leaves_process_group,
+                                mean_over_ranks, share_from_main, wrap_model)
 from engine.errors import UserError, exit_on_user_error
-from engine.evaluation import evaluate
+from engine.analysis import display_texts, log_analysis, write_analysis
+from engine.evaluation import evaluate, evaluate_with_outputs
 from engine.inference import eval_loader
-from engine.runtime import autocast, pick_device, seed_everything, configure_cpu
-from engine.resume import read_training_state, write_training_state
+from engine.runtime import autocast, seed_everything, configure_cpu
+from engine.resume import read_training_state, rng_state, write_training_state
 from engine.signals import StopRequest
+from engine.tracking import MONITORS, log_hparams
 from model.checkpoint import (ClassifierInfo, existing_checkpoint_dir, load_checkpoint, load_weights,
                               save_checkpoint)
-
-MONITORS = {"accuracy": +1, "macro_f1": +1, "loss": -1}  # +1: higher is better
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 @exit_on_user_error
+@leaves_process_group
 def main(cfg: DictConfig) -> float:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     tcfg = cfg.trainer
     if tcfg.monitor not in MONITORS:
         raise UserError(f"trainer.monitor={tcfg.monitor!r} is not one of {', '.join(MONITORS)}")
@@ -51,7 +53,9 @@ def main(cfg: DictConfig) -> float:
         raise UserError(f"trainer.on_nonfinite={tcfg.on_nonfinite!r} is not one of stop, skip")
     configure_cpu(tcfg.threads)
     seed_everything(cfg.seed)
-    device = pick_device(tcfg.device)
+    # Under torchrun: one process per device; rank 0 prints, logs and writes, in its run directory.
+    ddp, device = init_distributed(tcfg.device)
+    run_dir = Path(share_from_main(ddp, HydraConfig.get().runtime.output_dir))
     mixed_precision = autocast(device, tcfg.precision)
     print(f"run directory: {run_dir}")
 
@@ -61,27 +65,26 @@ def main(cfg: DictConfig) -> float:
     datasets, label_names, data_stats = build_datasets(cfg.data, transform)
     for split, stats in data_stats.items():
         print(f"{split:>10}: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
-    train_set = datasets["train"]
-    train_sampler = LengthGroupedBatchSampler(train_set.valid_length, tcfg.batch_size, shuffle=True,
-                                              seed=cfg.seed, group_by_length=tcfg.group_by_length)
+    train_loader = build_train_loader(cfg, datasets["train"], ddp, device)
     loader_kwargs = {"num_workers": tcfg.num_workers, "pin_memory": device.type == "cuda"}
-    # Its own generator: iterating a DataLoader otherwise draws a seed from the global RNG each epoch,
-    # which would shift every dropout mask after a mid-epoch resume.
-    train_loader = DataLoader(train_set, batch_sampler=train_sampler, collate_fn=train_set.collate,
-                              generator=torch.Generator(), **loader_kwargs)
     val_loader = eval_loader(datasets["validation"], tcfg.eval_batch_size, **loader_kwargs)
+    # The validation texts, for the highest-loss tables: datasets keep token ids only.
+    val_texts = display_texts(read_split(cfg.data, "validation")) if tcfg.analysis and ddp.is_main else None
 
     # ---- model, optimizer, schedule
     model = build_model(cfg, len(label_names), device)
+    seed_everything(cfg.seed + ddp.rank)  # same initial weights everywhere, different dropout masks per rank
     steps_per_epoch = len(train_loader)
     total_steps = tcfg.max_epochs * steps_per_epoch
     if tcfg.max_steps:
         total_steps = min(total_steps, tcfg.max_steps)
     optimizer, scheduler, warmup_steps = build_optimization(cfg, model, total_steps)
-    forward = torch.compile(model) if tcfg.compile else model
+    parallel_model, no_sync = wrap_model(ddp, model, device)  # DDP averages gradients over processes
+    forward = torch.compile(parallel_model) if tcfg.compile else parallel_model
     trainable = [p for p in model.parameters() if p.requires_grad]
     print(f"{sum(p.numel() for p in trainable) / 1e6:.1f}M trainable parameters, {total_steps} steps "
-          f"({steps_per_epoch}/epoch), warmup {warmup_steps}, {tcfg.precision} on {device}")
+          f"({steps_per_epoch}/epoch) of {tcfg.batch_size} examples = {ddp.world_size} process(es) x "
+          f"{tcfg.grad_accum_steps} micro-batch(es), warmup {warmup_steps}, {tcfg.precision} on {device}")
 
     # ---- resume: weights, optimizer, schedule, RNG and position in the epoch, from checkpoints/last
     best_dir, last_dir = run_dir / "checkpoints" / "best", run_dir / "checkpoints" / "last"
@@ -90,14 +93,16 @@ def main(cfg: DictConfig) -> float:
     resume_dir = resume_directory(tcfg.resume, last_dir)
     if resume_dir is not None:
         load_weights(resume_dir, model)
-        progress = read_training_state(resume_dir, optimizer, scheduler)
+        progress = read_training_state(resume_dir, optimizer, scheduler, ddp.rank)
         print(f"resumed from {resume_dir} at step {progress['step']} "
               f"(epoch {progress['epoch'] + 1}, batch {progress['batch_in_epoch']})")
 
-    # ---- the loop: one optimizer step per batch. Host syncs: the non-finite check each step (free on
-    # CPU) and the loss/grad-norm readout every log_every steps.
+    # ---- the loop: one optimizer step per global batch (this process's share, in micro-batches).
+    # Host syncs: the non-finite check each step (free on CPU), under DDP the stop flag, and the
+    # loss/grad-norm readout every log_every steps.
     # purge_step drops events logged after the checkpoint we resumed from: curves continue, no duplicates.
-    writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=progress["step"] + 1 if resume_dir else None)
+    writer = (SummaryWriter(str(run_dir / "tensorboard"), purge_step=progress["step"] + 1 if resume_dir else None)
+              if ddp.is_main else NullWriter())
     info = ClassifierInfo(label_names, cfg.model.pooling, cfg.data.max_len, transform.pair, cfg.model.dropout)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     sign = MONITORS[tcfg.monitor]
@@ -107,24 +112,26 @@ def main(cfg: DictConfig) -> float:
         """Resumable checkpoint of the state after `batch_in_epoch` batches of `epoch` (0-based)."""
         progress.update(step=step, epoch=epoch, batch_in_epoch=batch_in_epoch, running_loss=running_loss.item(),
                         train_seconds=time.perf_counter() - session_start)
-        save_checkpoint(last_dir, model, info, tokenizer, config_yaml,
-                        lambda tmp: write_training_state(tmp, optimizer, scheduler, progress))
+        rng_states = gather_to_main(ddp, rng_state())  # every rank's generators, for an exact resume
+        if ddp.is_main:
+            save_checkpoint(last_dir, model, info, tokenizer, config_yaml,
+                            lambda tmp: write_training_state(tmp, optimizer, scheduler, progress, rng_states))
 
     step, history = progress["step"], progress["history"]
     running_loss = torch.tensor(progress["running_loss"], device=device)
     session_start = time.perf_counter() - progress["train_seconds"]
     for epoch in range(progress["epoch"], math.ceil(total_steps / steps_per_epoch)):
         first_batch = progress["batch_in_epoch"] if epoch == progress["epoch"] else 0
-        train_sampler.set_epoch(epoch, first_batch)  # jumps to the batch, reads nothing before it
+        train_loader.batch_sampler.set_epoch(epoch, first_batch)  # jumps to the step, reads nothing before it
         model.train()
         epoch_steps = min(steps_per_epoch - first_batch, total_steps - step)  # max_steps may cut the last epoch
         progress_bar = tqdm(islice(train_loader, epoch_steps), desc=f"epoch {epoch + 1}", total=epoch_steps,
-                            dynamic_ncols=True)
-        for batch_index, batch in enumerate(progress_bar, start=first_batch + 1):
+                            dynamic_ncols=True, disable=not ddp.is_main)
+        for batch_index, micro_batches in enumerate(progress_bar, start=first_batch + 1):
             try:
-                loss, grad_norm, finite = train_step(forward, batch.to(device, non_blocking=True), optimizer,
-                                                     scheduler, trainable, tcfg.max_grad_norm, mixed_precision,
-                                                     tcfg.on_nonfinite)
+                loss, grad_norm, finite = train_step(forward, [b.to(device, non_blocking=True) for b in micro_batches],
+                                                     optimizer, scheduler, trainable, tcfg.max_grad_norm,
+                                                     mixed_precision, tcfg.on_nonfinite, no_sync)
             except NonFiniteGradient as e:
                 last = existing_checkpoint_dir(last_dir)
                 kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint saved yet"
@@ -138,25 +145,33 @@ def main(cfg: DictConfig) -> float:
                 progress["skipped_steps"] += 1
                 writer.add_scalar("train/skipped_steps", progress["skipped_steps"], step)
             if step % tcfg.log_every == 0 and progress["running_count"]:
-                mean_loss = (running_loss / progress["running_count"]).item()
+                mean_loss = mean_over_ranks(ddp, running_loss / progress["running_count"]).item()
                 running_loss.zero_()
                 progress["running_count"] = 0
                 writer.add_scalar("train/loss", mean_loss, step)
                 writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                 writer.add_scalar("train/grad_norm", grad_norm.item(), step)
                 progress_bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-            if (tcfg.save_every_steps and step % tcfg.save_every_steps == 0) or stop:
+            stopping = any_rank(ddp, bool(stop), device)  # all ranks stop after the same step
+            if (tcfg.save_every_steps and step % tcfg.save_every_steps == 0) or stopping:
                 save_last(epoch, batch_index)
-            if stop:
+            if stopping:
                 progress_bar.close()
                 writer.close()
-                print(f"stopped by {stop.signal_name} at step {step}; checkpoint saved to {last_dir}.\n"
-                      f"resume with: python train.py {resume_command(run_dir)}", file=sys.stderr)
-                sys.exit(128 + stop.signum)
+                signum = stop.signum if stop else signal.SIGTERM  # this rank's peer got the signal
+                if ddp.is_main:
+                    print(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint saved to "
+                          f"{last_dir}.\nresume with: {resume_command(run_dir, ddp)}", file=sys.stderr)
+                sys.exit(128 + signum)
         progress_bar.close()
 
+        # Rank 0 validates and every rank takes its verdict: one decision about the best checkpoint.
         validation_start = time.perf_counter()
-        val = evaluate(model, val_loader, device, mixed_precision, label_names)
+        val_outputs = (evaluate_with_outputs(model, val_loader, device, mixed_precision, label_names)
+                       if ddp.is_main else None)
+        val = share_from_main(ddp, val_outputs.metrics if ddp.is_main else None)
+        if tcfg.analysis and ddp.is_main:  # confusion image, PR curves, highest-loss table: cheap, from the logits
+            log_analysis(writer, "val", val_outputs, label_names, val_texts, step, tcfg.top_losses)
         progress["validation_seconds"] += time.perf_counter() - validation_start
         for name in ("loss", "accuracy", "macro_f1"):
             writer.add_scalar(f"val/{name}", val[name], step)
@@ -169,18 +184,25 @@ def main(cfg: DictConfig) -> float:
               f"macro-F1 {val['macro_f1']:.4f}" + ("  (best so far, saved)" if improved else ""))
         if improved:
             progress["best"] = {**history[-1]}
-            save_checkpoint(best_dir, model, info, tokenizer, config_yaml)
+            if ddp.is_main:
+                save_checkpoint(best_dir, model, info, tokenizer, config_yaml)
         save_last(epoch + 1, 0)
     stop.uninstall()
     train_seconds, validation_seconds, best = (progress["train_seconds"], progress["validation_seconds"],
                                                progress["best"])
+    if not ddp.is_main:
+        return best[tcfg.monitor]
 
     # ---- test the best checkpoint, exactly as evaluate.py would load it
     best_model = load_checkpoint(best_dir, device).model
     test = evaluate(best_model, eval_loader(datasets["test"], tcfg.eval_batch_size, **loader_kwargs),
                     device, mixed_precision, label_names)
-    for name in ("accuracy", "macro_f1"):
-        writer.add_scalar(f"test/{name}", test[name], step)
+    log_hparams(writer, cfg, best, test, step)  # test/* scalars + the HParams entry of this run
+    if tcfg.analysis:  # the best checkpoint's validation errors and sentence vectors (one more validation pass)
+        best_val = evaluate_with_outputs(best_model, val_loader, device, mixed_precision, label_names,
+                                         with_vectors=True)
+        write_analysis(run_dir / "analysis", writer, "best_validation", best_val, label_names, val_texts, step,
+                       tcfg.top_losses, tcfg.projector_max_examples)
     writer.close()
     metrics = {"best_validation": best, "test": {k: test[k] for k in ("loss", "accuracy", "macro_f1", "weighted_f1")},
                "test_per_class": test["per_class"], "history": history, "labels": label_names,
@@ -213,11 +235,12 @@ def resume_directory(resume, last_dir: Path):
     return path
 
 
-def resume_command(run_dir: Path) -> str:
-    """The overrides of this run, pinned to its directory, with trainer.resume=auto."""
+def resume_command(run_dir: Path, ddp) -> str:
+    """This run's launch command and overrides, pinned to its directory, with trainer.resume=auto."""
     kept = [o for o in HydraConfig.get().overrides.task
             if not o.startswith(("hydra.run.dir=", "trainer.resume="))]
-    return " ".join([*kept, f"hydra.run.dir={run_dir}", "trainer.resume=auto"])
+    launcher = f"torchrun --nproc_per_node={ddp.world_size} train.py" if ddp.active else "python train.py"
+    return " ".join([launcher, *kept, f"hydra.run.dir={run_dir}", "trainer.resume=auto"])
 
 
 if __name__ == "__main__":

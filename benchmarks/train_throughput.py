@@ -104,13 +104,12 @@ def hf_train_file(data: str, model_dir: str, tmp_dir: Path) -> str:
 
 def worker_ours(a) -> dict:
     """train.py's setup and step body, timed. Imports mirror train.py's."""
-    from torch.utils.data import DataLoader
-
     from data.build import label_ids, label_names, read_splits
-    from data.dataset import ClassificationDataset, LengthGroupedBatchSampler
+    from data.dataset import ClassificationDataset
     from data.tokenizer import load_tokenizer
     from data.transform import BERTSentenceTransform
-    from engine.build import build_model, build_optimization, train_step
+    from engine.build import build_model, build_optimization, build_train_loader, train_step
+    from engine.distributed import Distributed
     from engine.runtime import autocast, configure_cpu, pick_device, seed_everything
 
     total_steps = a.warmup + a.steps
@@ -132,10 +131,7 @@ def worker_ours(a) -> dict:
     names = label_names(cfg.data, splits["train"])
     train = splits["train"]
     train_set = ClassificationDataset(train.texts, label_ids(train, names), transform, train.texts_b)
-    sampler = LengthGroupedBatchSampler(train_set.valid_length, tcfg.batch_size, shuffle=True,
-                                        seed=cfg.seed, group_by_length=tcfg.group_by_length)
-    loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=train_set.collate,
-                        num_workers=tcfg.num_workers, pin_memory=device.type == "cuda")
+    loader = build_train_loader(cfg, train_set, Distributed(), device)
 
     model = build_model(cfg, len(names), device)
     optimizer, scheduler, _ = build_optimization(cfg, model, total_steps)
@@ -144,19 +140,19 @@ def worker_ours(a) -> dict:
 
     def batches():  # epochs back to back, reshuffled per epoch as train.py does
         for epoch in count():
-            sampler.set_epoch(epoch)
+            loader.batch_sampler.set_epoch(epoch)
             yield from loader
 
     model.train()
     running_loss, running_count = torch.zeros((), device=device), 0
     timed_lengths, padded_tokens = [], 0
     loop_start = clock_start = time.perf_counter()
-    for step, batch in enumerate(islice(batches(), total_steps)):
+    for step, micro_batches in enumerate(islice(batches(), total_steps)):
         if step >= a.warmup:
-            timed_lengths.append(batch.valid_length)
-            padded_tokens += batch.token_ids.numel()
-        loss, _, _ = train_step(forward, batch.to(device, non_blocking=True), optimizer, scheduler, trainable,
-                             tcfg.max_grad_norm, mixed_precision)
+            timed_lengths += [batch.valid_length for batch in micro_batches]
+            padded_tokens += sum(batch.token_ids.numel() for batch in micro_batches)
+        loss, _, _ = train_step(forward, [batch.to(device, non_blocking=True) for batch in micro_batches],
+                                optimizer, scheduler, trainable, tcfg.max_grad_norm, mixed_precision)
         running_loss += loss
         running_count += 1
         if (step + 1) % tcfg.log_every == 0:  # train.py's periodic host sync for logging

@@ -36,6 +36,10 @@ class ClassificationDataset(Dataset):
     def __getitem__(self, i):
         return i
 
+    def collate_step(self, micro_batches) -> list[Batch]:
+        """For TrainingSteps: the index arrays of one optimizer step -> one Batch per micro-batch."""
+        return [self.collate(indices) for indices in micro_batches]
+
     def collate(self, indices) -> Batch:
         """Pads to the longest sequence of this batch only (the tutorial pads everything to max_len)."""
         indices = np.asarray(indices)
@@ -93,3 +97,41 @@ class LengthGroupedBatchSampler(Sampler):
 
     def __len__(self):  # batches in a whole epoch
         return -(-len(self.lengths) // self.batch_size)
+
+
+class TrainingSteps(Sampler):
+    """One item per optimizer step: this process's equal share of the step's global batch, cut into
+    `micro_batches` index arrays (gradient accumulation); the loader collates each into a Batch.
+
+    Every process builds the same global batches from (seed, epoch) and takes its own slice, so the
+    length grouping survives data parallelism. Shares are equal so that averaging gradients over
+    processes averages over examples; a last partial batch too small to give every process
+    `micro_batches` examples is dropped (only with several processes or accumulation).
+    """
+
+    def __init__(self, global_batches: LengthGroupedBatchSampler, num_shards: int = 1, shard: int = 0,
+                 micro_batches: int = 1):
+        self.global_batches, self.num_shards, self.shard = global_batches, num_shards, shard
+        self.micro_batches, self.first_step = micro_batches, 0
+
+    def set_epoch(self, epoch: int, first_step: int = 0):
+        """Selects the epoch's order; iteration starts at step `first_step` (exact mid-epoch resume)."""
+        self.global_batches.set_epoch(epoch)
+        self.first_step = first_step
+
+    def steps(self) -> list[list[np.ndarray]]:
+        steps = []
+        for batch in self.global_batches.batches():
+            share = len(batch) // self.num_shards
+            if share >= self.micro_batches:
+                mine = batch[self.shard * share:(self.shard + 1) * share]
+                steps.append(np.array_split(mine, self.micro_batches))
+        return steps
+
+    def __iter__(self):
+        return iter(self.steps()[self.first_step:])
+
+    def __len__(self):  # optimizer steps in a whole epoch; the same on every process
+        n, batch_size = len(self.global_batches.lengths), self.global_batches.batch_size
+        last = n % batch_size
+        return n // batch_size + (last // self.num_shards >= self.micro_batches)

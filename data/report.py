@@ -22,6 +22,7 @@ from data.tokenizer import Tokenizer, load_tokenizer
 from data.transform import BERTSentenceTransform
 from engine.cli import check_overrides
 from engine.errors import exit_on_user_error
+from engine.plot_labels import plottable
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -109,16 +110,6 @@ def save_plots(report: dict, out: Path, title: str) -> list[Path]:
     ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
     fig.savefig(out / "token_length.png", dpi=100)
     return [out / "class_frequency.png", out / "token_length.png"]
-
-
-def plottable(labels: list[str]) -> list[str]:
-    """Label names, or their ids where the plotting font has no glyph for them (Hangul without a
-    CJK font installed would be drawn as boxes; the printed table maps ids to names)."""
-    from matplotlib import font_manager
-    from matplotlib.ft2font import FT2Font
-
-    covered = FT2Font(font_manager.findfont(font_manager.FontProperties())).get_charmap()
-    return [label if all(ord(c) in covered for c in label) else str(i) for i, label in enumerate(labels)]
 
 
 @hydra.main(config_path="../conf", config_name="report", version_base="1.3")

@@ -14,6 +14,7 @@ def check_overrides(config_name: str, argv=None):
     from hydra import compose, initialize_config_dir
 
     from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationToMissingValueError
 
     try:
         with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
@@ -22,7 +23,10 @@ def check_overrides(config_name: str, argv=None):
         message = str(e).split("Config search path")[0]  # the search path dump is noise to a user
         lines = [line.strip() for line in message.splitlines() if line.strip() and not line.startswith(" ")]
         fail("; ".join(lines) or type(e).__name__)
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    try:
+        missing = sorted(OmegaConf.missing_keys(cfg))
+    except InterpolationToMissingValueError as e:  # e.g. model.name: ${model.path} with no path given
+        missing = [str(e).split("Missing mandatory value: ")[-1].splitlines()[0]]
     if missing:
         fail(f"{missing[0]} has no value: pass {missing[0]}=...")
 

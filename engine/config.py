@@ -1,8 +1,11 @@
-"""OmegaConf resolvers used by conf/: locate installed packages' files and the project root.
+"""OmegaConf resolvers used by conf/: locate installed packages' files and the project root, and
+name run directories by launch time.
 
 Imported by every entry script (and tests) before Hydra composes the config.
 """
 import importlib.util
+import os
+import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -20,10 +23,26 @@ def package_file(spec: str) -> str:
     return str(Path(found.submodule_search_locations[0]) / rest)
 
 
+def launch_time(pattern: str) -> str:
+    """Like Hydra's ${now:}, but under torchrun the start time of the torchrun agent, so that every
+    process of one node names the same run directory even when they start in different seconds."""
+    started = time.time()
+    if "LOCAL_RANK" in os.environ:
+        try:
+            ticks = int(Path(f"/proc/{os.getppid()}/stat").read_text().rpartition(")")[2].split()[19])
+            boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                        if line.startswith("btime"))
+            started = boot + ticks / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError, StopIteration):  # no /proc (macOS): pass hydra.run.dir
+            pass
+    return time.strftime(pattern, time.localtime(started))
+
+
 def register_resolvers():
     if not OmegaConf.has_resolver("package_file"):
         OmegaConf.register_new_resolver("package_file", package_file)
         OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+        OmegaConf.register_new_resolver("launch_time", launch_time)
 
 
 register_resolvers()

@@ -14,20 +14,36 @@ def eval_loader(dataset: ClassificationDataset, batch_size: int, group_by_length
 
 
 @torch.inference_mode()
-def predict_logits(model, loader, device, autocast) -> np.ndarray:
-    """float32 logits (N, classes) in dataset order."""
+def predict_outputs(model, loader, device, autocast, with_vectors=False) -> tuple[np.ndarray, np.ndarray | None]:
+    """float32 logits (N, classes) and, with_vectors, the pooled sentence vectors (N, hidden) the
+    head read, both in dataset order; vectors is None otherwise."""
     model.eval()
-    chunks, order = [], []
+    logit_chunks, vector_chunks, order = [], [], []
     for batch in loader:
         batch = batch.to(device, non_blocking=True)
         with autocast:
-            logits = model(batch.token_ids, batch.valid_length, batch.segment_ids)
-        chunks.append(logits.float().cpu())
+            if with_vectors:
+                vectors = model.sentence_vectors(batch.token_ids, batch.valid_length, batch.segment_ids)
+                logits = model.classify(vectors)
+                vector_chunks.append(vectors.float().cpu())
+            else:
+                logits = model(batch.token_ids, batch.valid_length, batch.segment_ids)
+        logit_chunks.append(logits.float().cpu())
         order.append(batch.indices.cpu())
-    logits, order = torch.cat(chunks), torch.cat(order)
-    out = torch.empty_like(logits)
-    out[order] = logits
+    order = torch.cat(order)
+    return in_dataset_order(logit_chunks, order), in_dataset_order(vector_chunks, order) if with_vectors else None
+
+
+def in_dataset_order(chunks: list[torch.Tensor], order: torch.Tensor) -> np.ndarray:
+    rows = torch.cat(chunks)
+    out = torch.empty_like(rows)
+    out[order] = rows
     return out.numpy()
+
+
+def predict_logits(model, loader, device, autocast) -> np.ndarray:
+    """float32 logits (N, classes) in dataset order."""
+    return predict_outputs(model, loader, device, autocast)[0]
 
 
 class Predictor:

@@ -19,29 +19,37 @@ from engine.errors import UserError
 STATE_TENSORS, STATE_JSON = "training_state.safetensors", "training_state.json"
 
 
-def write_training_state(directory: Path, optimizer, scheduler, progress: dict):
+def rng_state() -> dict:
+    """This process's random number generators (each data-parallel process has its own)."""
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "python": random.getstate(), "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]]}
+
+
+def write_training_state(directory: Path, optimizer, scheduler, progress: dict, rng_states: list[dict]):
+    """`rng_states`: rng_state() of every process, in rank order."""
     tensors, optimizer_state = {}, optimizer.state_dict()
     for index, state in optimizer_state["state"].items():
         for name, value in state.items():
             tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        for i, state in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = state
+    for rank, rng in enumerate(rng_states):
+        tensors[f"rng.{rank}.torch"] = rng["torch"]
+        for i, state in enumerate(rng["cuda"]):
+            tensors[f"rng.{rank}.cuda.{i}"] = state
     save_file(tensors, str(directory / STATE_TENSORS))
-    np_state = np.random.get_state()
     meta = {
         "progress": progress,
         "optimizer_param_groups": optimizer_state["param_groups"],
         "scheduler": scheduler.state_dict(),
-        "rng_python": random.getstate(),
-        "rng_numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "rng": [{"python": rng["python"], "numpy": rng["numpy"]} for rng in rng_states],
     }
     (directory / STATE_JSON).write_text(json.dumps(meta))
 
 
-def read_training_state(directory: Path, optimizer, scheduler) -> dict:
-    """Restores optimizer, schedule and RNG states in place; returns the saved progress."""
+def read_training_state(directory: Path, optimizer, scheduler, rank: int = 0) -> dict:
+    """Restores optimizer, schedule and this rank's RNG states in place; returns the saved progress.
+    A rank the checkpoint has no RNG state for (resumed on more processes) keeps its fresh seed."""
     for name in (STATE_TENSORS, STATE_JSON):
         if not (directory / name).is_file():
             raise UserError(f"{directory}: cannot resume, {name} is missing (only checkpoints/last is resumable)")
@@ -60,12 +68,14 @@ def read_training_state(directory: Path, optimizer, scheduler) -> dict:
         group["betas"] = tuple(group["betas"])
     optimizer.load_state_dict({"state": state, "param_groups": groups})
     scheduler.load_state_dict(meta["scheduler"])
-    torch.set_rng_state(tensors["rng.torch"])
-    cuda_states = [tensors[f"rng.cuda.{i}"] for i in range(torch.cuda.device_count()) if f"rng.cuda.{i}" in tensors]
-    if cuda_states:
-        torch.cuda.set_rng_state_all(cuda_states)
-    version, internal, gauss = meta["rng_python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, *rest = meta["rng_numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    if rank < len(meta["rng"]):
+        torch.set_rng_state(tensors[f"rng.{rank}.torch"])
+        cuda_states = [tensors[f"rng.{rank}.cuda.{i}"] for i in range(torch.cuda.device_count())
+                       if f"rng.{rank}.cuda.{i}" in tensors]
+        if cuda_states:
+            torch.cuda.set_rng_state_all(cuda_states)
+        version, internal, gauss = meta["rng"][rank]["python"]
+        random.setstate((version, tuple(internal), gauss))
+        name, keys, *rest = meta["rng"][rank]["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
     return meta["progress"]

@@ -33,7 +33,8 @@ def autocast(device: torch.device, precision: str):
 
 
 def configure_cpu(threads):
-    """Threads: all cores this process may use unless set (torch's default can exceed our share).
+    """Threads: `threads`, else OMP_NUM_THREADS, else all cores this process may use (torch's default
+    can exceed our share).
 
     Memory: glibc hands allocations above 32 MiB (the word-embedding gradient is 47 MB) straight
     to mmap and back to the kernel on free, so every training step page-faults them in again.
@@ -42,7 +43,10 @@ def configure_cpu(threads):
     95.2/97.9 vs 88.4/97.7 samples/s and the same peak RSS (about 1.8 GB). Kept as the cheap half of what
     PyTorch's CPU guides do with jemalloc/tcmalloc.
     """
-    torch.set_num_threads(int(threads) if threads else len(os.sched_getaffinity(0)))
+    # OMP_NUM_THREADS, when set, is a launcher's share for this process (torchrun: 1; Hydra's joblib
+    # launcher: cores / jobs), so jobs running side by side do not oversubscribe the cores.
+    default = int(os.environ.get("OMP_NUM_THREADS") or 0) or len(os.sched_getaffinity(0))
+    torch.set_num_threads(int(threads) if threads else default)
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc (macOS, musl): nothing to tune

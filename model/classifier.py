@@ -33,5 +33,9 @@ class BERTClassifier(nn.Module):
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / valid_length.clamp(min=1).unsqueeze(-1).to(hidden.dtype)
 
+    def classify(self, sentence_vectors):
+        """Logits from pooled vectors: lets analysis keep the vectors forward would discard."""
+        return self.head(self.dropout(sentence_vectors))
+
     def forward(self, token_ids, valid_length, segment_ids=None):
-        return self.head(self.dropout(self.sentence_vectors(token_ids, valid_length, segment_ids)))
+        return self.classify(self.sentence_vectors(token_ids, valid_length, segment_ids))

@@ -1,5 +1,6 @@
 """Dynamic padding per batch and length-grouped, reproducible shuffling."""
 import numpy as np
+import pytest
 
 from data.dataset import ClassificationDataset, LengthGroupedBatchSampler
 from data.transform import BERTSentenceTransform
@@ -49,3 +50,28 @@ def test_evaluation_order_is_sorted_by_length():
     lengths = np.array([5, 1, 4, 2, 3])
     batches = list(LengthGroupedBatchSampler(lengths, 2, shuffle=False))
     assert [b.tolist() for b in batches] == [[1, 3], [4, 2], [0]]
+
+
+@pytest.mark.parametrize("n, shards, micro", [(1003, 1, 1), (1003, 2, 1), (1003, 2, 4), (1000, 4, 2), (33, 2, 4)])
+def test_training_steps_share_every_global_batch_equally(n, shards, micro):
+    from data.dataset import TrainingSteps
+
+    lengths = np.random.default_rng(3).integers(3, 64, size=n)
+    global_batches = LengthGroupedBatchSampler(lengths, 32, shuffle=True, seed=5)
+    per_shard = [TrainingSteps(LengthGroupedBatchSampler(lengths, 32, shuffle=True, seed=5), shards, shard, micro)
+                 for shard in range(shards)]
+    for sampler in per_shard:
+        sampler.set_epoch(2)
+    global_batches.set_epoch(2)
+    steps = [list(sampler) for sampler in per_shard]
+    assert all(len(s) == len(per_shard[0]) for s in steps)  # __len__ is what iteration gives, on every rank
+    for step, batch in enumerate(b for b in global_batches if len(b) // shards >= micro):
+        shares = [np.concatenate(s[step]) for s in steps]
+        assert len({len(share) for share in shares}) == 1  # equal shares: averaging over ranks is exact
+        assert all(len(part) > 0 for s in steps for part in s[step]) and len(steps[0][step]) == micro
+        taken = np.concatenate(shares)
+        assert set(taken) <= set(batch) and len(taken) == len(batch) // shards * shards
+    # A resumed epoch starts at the step, without computing the ones before it differently.
+    resumed = TrainingSteps(LengthGroupedBatchSampler(lengths, 32, shuffle=True, seed=5), shards, 0, micro)
+    resumed.set_epoch(2, first_step=3)
+    assert [np.concatenate(s).tolist() for s in resumed] == [np.concatenate(s).tolist() for s in steps[0][3:]]

@@ -1,0 +1,140 @@
+"""Error analysis of a classifier on a labelled split, from its logits (engine.evaluation.Evaluation):
+confusion matrix image, per-class PR curves, the highest-loss examples (CSV and a Markdown table) and
+the pooled sentence vectors for TensorBoard's embedding projector (the tutorials' UMAP plot).
+
+train.py logs the cheap part (`log_analysis`) after every validation; `write_analysis` adds the files
+and the projector, for the best checkpoint at the end of training and for evaluate.py.
+"""
+import csv
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure  # not pyplot: no global figure state, no display backend needed
+
+from engine.plot_labels import plottable
+
+CONFUSION_PNG, HIGHEST_LOSS_CSV = "confusion_matrix.png", "highest_loss.csv"
+TABLE_TEXT_CHARS = 300  # longer texts are cut in the TensorBoard table (the CSV keeps them whole)
+
+
+def display_texts(examples) -> list[str]:
+    """One string per example (data.readers.Examples); pairs as `a [SEP] b`, as the model reads them."""
+    if examples.texts_b is None:
+        return list(examples.texts)
+    return [f"{a} [SEP] {b}" for a, b in zip(examples.texts, examples.texts_b)]
+
+
+def log_probabilities(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z = z - z.max(1, keepdims=True)
+    return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+
+def highest_loss_examples(evaluation, label_names: list[str], texts: list[str], n: int) -> list[dict]:
+    """The n examples the model is most confidently wrong about (or least sure of), worst first."""
+    if len(texts) != len(evaluation.labels):
+        raise ValueError(f"{len(texts)} texts for {len(evaluation.labels)} evaluated examples")
+    log_probs = log_probabilities(evaluation.logits)
+    losses = -log_probs[np.arange(len(evaluation.labels)), evaluation.labels]  # each example's cross-entropy
+    predicted = log_probs.argmax(1)
+    return [{"rank": rank, "index": int(i), "gold": label_names[evaluation.labels[i]],
+             "predicted": label_names[predicted[i]], "loss": float(losses[i]),
+             "predicted_probability": float(np.exp(log_probs[i, predicted[i]])), "text": texts[i]}
+            for rank, i in enumerate(np.argsort(-losses, kind="stable")[:n], start=1)]
+
+
+def write_csv(rows: list[dict], path: Path):
+    columns = ["rank", "index", "gold", "predicted", "loss", "predicted_probability", "text"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def markdown_escape(text: str) -> str:
+    text = " ".join(text.split())  # newlines and tabs would end the table row
+    if len(text) > TABLE_TEXT_CHARS:
+        text = text[:TABLE_TEXT_CHARS] + "…"
+    return "".join("\\" + c if c in "\\`*_[]<>|#" else c for c in text)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| # | loss | p(predicted) | gold | predicted | text |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['rank']} | {r['loss']:.3f} | {r['predicted_probability']:.3f} | {markdown_escape(r['gold'])} "
+              f"| {markdown_escape(r['predicted'])} | {markdown_escape(r['text'])} |" for r in rows]
+    return "\n".join(lines)
+
+
+def confusion_figure(confusion, label_names: list[str]) -> Figure:
+    """Counts and row-normalised (recall on the diagonal) side by side. Both are coloured by the
+    row-normalised value, so the errors of a rare class show as clearly as those of a common one."""
+    counts = np.asarray(confusion)
+    normalised = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    n = len(label_names)
+    side = max(3.5, 0.55 * n + 1.5)
+    fig = Figure(figsize=(2 * side + 0.5, side), layout="constrained")
+    for ax, values, title, fmt in zip(fig.subplots(1, 2), (counts, normalised),
+                                      ("counts", "row-normalised"), ("{:d}", "{:.2f}")):
+        ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+        ax.set(title=title, xlabel="predicted", ylabel="true", xticks=range(n), yticks=range(n))
+        ax.set_xticklabels(plottable(label_names), rotation=45, ha="right")
+        ax.set_yticklabels(plottable(label_names))
+        if n <= 30:  # beyond that the numbers no longer fit in the cells
+            for (row, col), value in np.ndenumerate(values):
+                ax.text(col, row, fmt.format(value), ha="center", va="center", fontsize=8,
+                        color="white" if normalised[row, col] > 0.5 else "black")
+    return fig
+
+
+def figure_pixels(fig: Figure) -> np.ndarray:
+    """(H, W, 3) uint8 rendering, for SummaryWriter.add_image."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def log_analysis(writer, tag: str, evaluation, label_names: list[str], texts: list[str], step: int,
+                 top_n: int):
+    """TensorBoard: `{tag}/confusion_matrix` image, one-vs-rest PR curve per class from the softmax
+    probabilities (`{tag}/pr/<class>`), and the `{tag}/highest_loss` table. About 0.3 s for 2,000
+    examples and 6 classes, mostly drawing the figure."""
+    writer.add_image(f"{tag}/confusion_matrix",
+                     figure_pixels(confusion_figure(evaluation.metrics["confusion_matrix"], label_names)),
+                     step, dataformats="HWC")
+    probabilities = np.exp(log_probabilities(evaluation.logits))
+    for class_id, name in enumerate(label_names):
+        writer.add_pr_curve(f"{tag}/pr/{name}", evaluation.labels == class_id, probabilities[:, class_id], step)
+    writer.add_text(f"{tag}/highest_loss",
+                    markdown_table(highest_loss_examples(evaluation, label_names, texts, top_n)), step)
+
+
+def log_projector(writer, tag: str, evaluation, label_names: list[str], texts: list[str], step: int,
+                  max_examples: int, seed: int = 0):
+    """Pooled sentence vectors with gold/predicted label and text as projector metadata. At most
+    `max_examples` (a seeded sample): the projector reads text files, ~8 bytes per number."""
+    if evaluation.vectors is None:
+        raise ValueError("the evaluation has no sentence vectors (evaluate_with_outputs(..., with_vectors=True))")
+    keep = np.arange(len(evaluation.labels))
+    if len(keep) > max_examples:
+        keep = np.sort(np.random.default_rng(seed).choice(keep, max_examples, replace=False))
+    predicted = evaluation.logits.argmax(1)
+    metadata = [[label_names[evaluation.labels[i]], label_names[predicted[i]],
+                 " ".join(texts[i].split())[:TABLE_TEXT_CHARS]] for i in keep]  # tabs/newlines break its TSV
+    # Written as text: float64 rounded to 4 decimals prints as "0.1234", float32 as 17 digits (3x the file).
+    vectors = np.round(evaluation.vectors[keep].astype(np.float64), 4)
+    writer.add_embedding(vectors, metadata=metadata, metadata_header=["gold", "predicted", "text"], tag=tag,
+                         global_step=step)
+
+
+def write_analysis(out_dir, writer, tag: str, evaluation, label_names: list[str], texts: list[str], step: int,
+                   top_n: int, projector_max_examples: int) -> list[Path]:
+    """Everything: confusion_matrix.png and highest_loss.csv in out_dir, and in TensorBoard what
+    `log_analysis` logs plus the projector. Returns the files written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    confusion_figure(evaluation.metrics["confusion_matrix"], label_names).savefig(out_dir / CONFUSION_PNG, dpi=120)
+    write_csv(highest_loss_examples(evaluation, label_names, texts, top_n), out_dir / HIGHEST_LOSS_CSV)
+    log_analysis(writer, tag, evaluation, label_names, texts, step, top_n)
+    log_projector(writer, tag, evaluation, label_names, texts, step, projector_max_examples)
+    return [out_dir / CONFUSION_PNG, out_dir / HIGHEST_LOSS_CSV]

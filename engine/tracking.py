@@ -1,0 +1,93 @@
+"""What a run records so that runs can be compared: which way each monitored metric is better, and
+the run's TensorBoard HParams entry (hyperparameters + final metrics) in the run's own event files.
+
+torch's `SummaryWriter.add_hparams` writes into a new sub-run named by the clock, so the HParams
+tab shows every job twice, its metrics apart from its curves. We write the same three summaries
+(experiment, session start, session end) into the writer of the curves instead: one run per job.
+"""
+from omegaconf import OmegaConf
+
+MONITORS = {"accuracy": +1, "macro_f1": +1, "loss": -1}  # +1: higher is better
+
+# The HParams table's hyperparameter columns: name -> (config key, type). trainer.batch_size is the
+# effective batch (examples per optimizer step, over all processes and accumulation steps);
+# micro_batch_size, what one forward pass of one process sees, is added by run_hparams.
+HPARAMS = {
+    "lr": ("optim.lr", float),
+    "dropout": ("model.dropout", float),
+    "batch_size": ("trainer.batch_size", int),
+    "grad_accum_steps": ("trainer.grad_accum_steps", int),
+    "max_epochs": ("trainer.max_epochs", int),
+    "warmup_ratio": ("scheduler.warmup_ratio", float),
+    "weight_decay": ("optim.weight_decay", float),
+    "max_len": ("data.max_len", int),
+    "encoder": ("model.name", str),
+    "pooling": ("model.pooling", str),
+    "seed": ("seed", int),
+    "precision": ("trainer.precision", str),
+    "data": ("data.name", str),
+}
+# Its metric columns, each a scalar tag of the run (written by log_hparams).
+HPARAM_METRICS = ("best_val/accuracy", "best_val/macro_f1", "test/accuracy", "test/macro_f1")
+
+
+def monitor_direction(metric: str) -> str:
+    """'maximize' | 'minimize' for trainer.monitor; conf/hparams_search/ hands it to Optuna."""
+    return "maximize" if MONITORS[metric] > 0 else "minimize"
+
+
+if not OmegaConf.has_resolver("monitor_direction"):
+    OmegaConf.register_new_resolver("monitor_direction", monitor_direction)
+
+
+def run_hparams(cfg) -> dict:
+    """The hyperparameters of the HParams table. Every run logs exactly these keys, none None:
+    TensorBoard takes the table's columns from one run's list, so a key some runs lack (or log as
+    None, which torch drops) would vanish from, or be blank in, the whole sweep's table."""
+    import torch.distributed as dist  # here, not at the top: the sweep summary CLI imports MONITORS without torch
+
+    defaults = {"trainer.grad_accum_steps": 1}  # configs written before gradient accumulation existed
+    values = {name: kind(OmegaConf.select(cfg, key, default=defaults.get(key)))
+              for name, (key, kind) in HPARAMS.items()}
+    processes = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    values["micro_batch_size"] = values["batch_size"] // (processes * values["grad_accum_steps"])
+    return values
+
+
+def log_hparams(writer, cfg, best: dict, test: dict, step: int):
+    """Writes the run's HParams entry and the metric scalars it shows: the best validation epoch's
+    accuracy/macro-F1 (at that epoch's step) and the test metrics of its checkpoint."""
+    from torch.utils.tensorboard.summary import hparams
+
+    metrics = {"best_val/accuracy": (best["accuracy"], best["step"]),
+               "best_val/macro_f1": (best["macro_f1"], best["step"]),
+               "test/accuracy": (test["accuracy"], step), "test/macro_f1": (test["macro_f1"], step)}
+    for tag, (value, at_step) in metrics.items():
+        writer.add_scalar(tag, value, at_step)
+    experiment, session_start, session_end = hparams(run_hparams(cfg), {tag: v for tag, (v, _) in metrics.items()})
+    mark_as_differing(experiment, {name for name, (key, _) in HPARAMS.items() if key in command_line_keys()})
+    for summary in (experiment, session_start, session_end):
+        writer.file_writer.add_summary(summary)
+
+
+def command_line_keys() -> set[str]:
+    """Config keys this job set on the command line (in a sweep: the swept ones, among others)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return set()
+    return {override.split("=", 1)[0].lstrip("+~") for override in HydraConfig.get().overrides.task}
+
+
+def mark_as_differing(experiment_summary, names: set[str]):
+    """The HParams tab shows five hyperparameter columns until the user ticks more: those marked
+    `differs` first, the rest by name (which would show batch_size..grad_accum_steps and hide lr).
+    A job cannot know which values differ across its sweep; the keys it was given on the command
+    line are the swept ones of a grid or an Optuna search, so those are marked."""
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    plugin_data = experiment_summary.value[0].metadata.plugin_data
+    content = HParamsPluginData.FromString(plugin_data.content)
+    for info in content.experiment.hparam_infos:
+        info.differs = info.name in names
+    plugin_data.content = content.SerializeToString()
