@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import UserError
+from model.dropout import Dropout
 
 
 @dataclass
@@ -68,7 +69,7 @@ class Embeddings(nn.Module):
         self.position = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
         self.token_type = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.dropout = Dropout(cfg.hidden_dropout_prob)
 
     def forward(self, token_ids, segment_ids):
         positions = torch.arange(token_ids.shape[1], device=token_ids.device)
@@ -84,15 +85,23 @@ class SelfAttention(nn.Module):
         self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.out = nn.Linear(cfg.hidden_size, cfg.hidden_size)
-        self.dropout_p = cfg.attention_probs_dropout_prob
+        self.probs_dropout = Dropout(cfg.attention_probs_dropout_prob)
 
     def forward(self, x, key_mask):
         B, T, C = x.shape
         # (B, T, C) -> (B, heads, T, head_dim)
         q, k, v = (proj(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
                    for proj in (self.query, self.key, self.value))
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask,
-                                           dropout_p=self.dropout_p if self.training else 0.0)
+        drop = self.probs_dropout
+        if self.training and drop.p > 0 and drop.fast and x.device.type == "cpu":
+            # What SDPA's math kernel computes, which is the one CPU SDPA runs when dropout is on,
+            # but with the cheaper mask (model/dropout.py).
+            scores = (q @ k.transpose(-2, -1)) * (C // self.n_head) ** -0.5
+            probs = scores.masked_fill(~key_mask, float("-inf")).softmax(-1)
+            y = drop(probs) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask,
+                                               dropout_p=drop.p if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -107,7 +116,7 @@ class Layer(nn.Module):
         self.ffn_out = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
         self.ffn_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.act = ACTIVATIONS[cfg.hidden_act]
-        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.dropout = Dropout(cfg.hidden_dropout_prob)
 
     def forward(self, x, key_mask):
         x = self.attn_norm(x + self.dropout(self.attn(x, key_mask)))

@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from model.bert import BertEncoder
+from model.dropout import Dropout
 
 POOLINGS = ("pooler", "cls", "mean")
 
@@ -18,7 +19,7 @@ class BERTClassifier(nn.Module):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}")
         self.encoder, self.pooling = encoder, pooling
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_classes)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)

@@ -1,0 +1,46 @@
+"""Dropout whose CPU mask costs a third of torch's.
+
+On CPU, torch draws a dropout mask with bernoulli_, one call into the Mersenne Twister per element:
+about 15% of a MiniLM training step here (BENCHMARKS.md). This draws a quarter as many 64-bit random
+integers and reads each as four 16-bit ones: an element is dropped when its 16-bit number falls
+below round(p * 65536), so p = 0.1 drops with probability 6554/65536 = 0.1000061. Kept elements are
+scaled by 1/(1-p) in the input's dtype, as torch's dropout does. The numbers come from torch's
+default generator, so seeding, per-rank seeds and the RNG state saved in checkpoints cover them.
+On CUDA (Philox, already fast) and with `fast = False` (model.fast_dropout=false) it is torch's own.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_INT64_RANGE = (-2 ** 63, 2 ** 63 - 1)
+
+
+def keep_mask(shape: torch.Size, p: float, device) -> torch.Tensor:
+    """bool tensor of `shape`, True with probability 1 - round(p * 65536) / 65536."""
+    n = shape.numel()
+    bits = torch.randint(*_INT64_RANGE, ((n + 3) // 4,), dtype=torch.int64, device=device)
+    return bits.view(torch.int16)[:n].view(shape) >= round(p * 65536) - 32768
+
+
+def dropout(x: torch.Tensor, p: float, training: bool, fast: bool = True) -> torch.Tensor:
+    if not training or p == 0.0:
+        return x
+    if not fast or x.device.type != "cpu":
+        return F.dropout(x, p, True)
+    return x * keep_mask(x.shape, p, x.device).to(x.dtype).div_(1 - p)
+
+
+class Dropout(nn.Module):
+    """nn.Dropout with the cheaper CPU mask; no parameters, so checkpoints are unchanged."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability {p} is not in [0, 1)")
+        self.p, self.fast = p, True
+
+    def forward(self, x):
+        return dropout(x, self.p, self.training, self.fast)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, fast={self.fast}"
