@@ -48,6 +48,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--override", nargs="*", default=[], help="extra train.py overrides for both sides")
     args = parser.parse_args()
+    if args.processes < 2:
+        parser.error("--processes must be 2 or more (it is compared with 1)")
 
     rates = {1: [], args.processes: []}
     with tempfile.TemporaryDirectory() as scratch:

@@ -93,7 +93,7 @@ class SelfAttention(nn.Module):
         q, k, v = (proj(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
                    for proj in (self.query, self.key, self.value))
         drop = self.probs_dropout
-        if self.training and drop.p > 0 and drop.fast and x.device.type == "cpu":
+        if drop.uses_fast_mask(x):
             # What SDPA's math kernel computes, which is the one CPU SDPA runs when dropout is on,
             # but with the cheaper mask (model/dropout.py).
             scores = (q @ k.transpose(-2, -1)) * (C // self.n_head) ** -0.5

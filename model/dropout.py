@@ -22,12 +22,14 @@ def keep_mask(shape: torch.Size, p: float, device) -> torch.Tensor:
     return bits.view(torch.int16)[:n].view(shape) >= round(p * 65536) - 32768
 
 
+def uses_fast_mask(x: torch.Tensor, p: float, training: bool, fast: bool) -> bool:
+    return training and p > 0.0 and fast and x.device.type == "cpu"
+
+
 def dropout(x: torch.Tensor, p: float, training: bool, fast: bool = True) -> torch.Tensor:
-    if not training or p == 0.0:
-        return x
-    if not fast or x.device.type != "cpu":
-        return F.dropout(x, p, True)
-    return x * keep_mask(x.shape, p, x.device).to(x.dtype).div_(1 - p)
+    if uses_fast_mask(x, p, training, fast):
+        return x * keep_mask(x.shape, p, x.device).to(x.dtype).div_(1 - p)
+    return F.dropout(x, p, training) if p > 0.0 else x
 
 
 class Dropout(nn.Module):
@@ -41,6 +43,9 @@ class Dropout(nn.Module):
 
     def forward(self, x):
         return dropout(x, self.p, self.training, self.fast)
+
+    def uses_fast_mask(self, x) -> bool:
+        return uses_fast_mask(x, self.p, self.training, self.fast)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, fast={self.fast}"
