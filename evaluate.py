@@ -21,9 +21,9 @@ from engine.baselines import FrozenEncoder, format_comparison, logistic_regressi
 from engine.cli import check_overrides
 from engine.errors import UserError, exit_on_user_error
 from engine.evaluation import evaluate_with_outputs
-from engine.inference import eval_loader
+from engine.inference import eval_loader, prepare_for_inference
 from engine.metrics import format_report
-from engine.runtime import autocast, configure_cpu, pick_device
+from engine.runtime import configure_cpu, pick_device
 from model.checkpoint import TRAIN_CONFIG, load_checkpoint
 from model.classifier import POOLINGS
 
@@ -53,12 +53,12 @@ def pretrained_encoder_of(cfg: DictConfig) -> Path:
     return path
 
 
-def frozen_encoder_of(cfg: DictConfig, loaded, device, precision) -> FrozenEncoder:
+def frozen_encoder_of(cfg: DictConfig, loaded, device) -> FrozenEncoder:
     pooling = cfg.baseline_pooling or loaded.info.pooling
     if pooling not in POOLINGS:
         raise UserError(f"baseline_pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
     return FrozenEncoder(pretrained_encoder_of(cfg), pooling, loaded.info.max_len, loaded.info.pair, device,
-                         precision, cfg.batch_size)
+                         cfg.precision, cfg.pack_weights, cfg.batch_size)
 
 
 def baselines(encoder: FrozenEncoder, train, train_labels, examples, eval_labels, label_names) -> list[dict]:
@@ -84,13 +84,13 @@ def main(cfg: DictConfig):
     labels = loaded.info.labels
     dataset = ClassificationDataset(examples.texts, label_ids(examples, labels), loaded.transform,
                                     examples.texts_b)
-    precision = autocast(device, cfg.precision)
+    mixed_precision = prepare_for_inference(loaded.model, device, cfg.precision, cfg.pack_weights)
     if cfg.baselines:  # their inputs are checked before the evaluation pass: a mistake costs no time
         train = read_split(data_cfg, "train")
-        train_labels, frozen_encoder = label_ids(train, labels), frozen_encoder_of(cfg, loaded, device, precision)
+        train_labels, frozen_encoder = label_ids(train, labels), frozen_encoder_of(cfg, loaded, device)
     # Vectors come from the same pass, for the projector.
-    result = evaluate_with_outputs(loaded.model, eval_loader(dataset, cfg.batch_size), device, precision, labels,
-                                   with_vectors=bool(cfg.analysis))
+    result = evaluate_with_outputs(loaded.model, eval_loader(dataset, cfg.batch_size), device, mixed_precision,
+                                   labels, with_vectors=bool(cfg.analysis))
     metrics = result.metrics
     print(f"{examples.source}: {len(dataset)} examples, {dataset.n_truncated} truncated to "
           f"{loaded.info.max_len} tokens\n")

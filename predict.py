@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from engine.cli import check_overrides
 from engine.errors import exit_on_user_error
 from engine.inference import Predictor
-from engine.runtime import autocast, configure_cpu, pick_device
+from engine.runtime import configure_cpu, pick_device
 from model.checkpoint import load_checkpoint
 
 QUIT_WORDS = {"quit", "exit", "0"}  # "0" ends the KoBERT tutorial's loop too
@@ -68,8 +68,8 @@ def write_records(predictor, texts, out):
 def main(cfg: DictConfig):
     configure_cpu(cfg.threads)
     device = pick_device(cfg.device)
-    predictor = Predictor(load_checkpoint(cfg.checkpoint, device), device, autocast(device, cfg.precision),
-                          cfg.batch_size)
+    predictor = Predictor(load_checkpoint(cfg.checkpoint, device), device, cfg.precision, cfg.batch_size,
+                          cfg.pack_weights)
     # Undecodable bytes on stdin become U+FFFD instead of a UnicodeDecodeError halfway through a file.
     sys.stdin.reconfigure(errors="replace")
     if cfg.text is not None:

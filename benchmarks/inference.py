@@ -40,7 +40,7 @@ from data.readers import read_examples  # noqa: E402
 from data.tokenizer import load_tokenizer  # noqa: E402
 from engine.config import package_file  # noqa: E402  (also registers the conf/ resolvers)
 from engine.inference import Predictor  # noqa: E402
-from engine.runtime import autocast, configure_cpu, pick_device  # noqa: E402
+from engine.runtime import configure_cpu, pick_device  # noqa: E402
 from model.bert import BertEncoder  # noqa: E402
 from model.checkpoint import ClassifierInfo, load_checkpoint, save_checkpoint  # noqa: E402
 from model.classifier import BERTClassifier  # noqa: E402
@@ -74,7 +74,7 @@ def time_ours(checkpoint: Path, texts: list[str], a) -> dict:
     """Predictor in this process, configured as predict.py configures itself."""
     configure_cpu(a.threads)
     device = pick_device("auto")
-    predictor = Predictor(load_checkpoint(checkpoint, device), device, autocast(device, a.precision), a.batch)
+    predictor = Predictor(load_checkpoint(checkpoint, device), device, a.precision, a.batch, not a.no_pack)
     for text in texts[:a.warmup]:
         predictor.probabilities([text])
     latencies = []
@@ -85,7 +85,7 @@ def time_ours(checkpoint: Path, texts: list[str], a) -> dict:
     t0 = time.perf_counter()
     predictor.probabilities(texts)
     batch_seconds = time.perf_counter() - t0
-    return {"impl": "ours", "threads": torch.get_num_threads(), "precision": a.precision,
+    return {"impl": "ours", "threads": torch.get_num_threads(), "precision": a.precision, "pack_weights": not a.no_pack,
             "p50_ms": round(percentile(latencies, .5), 2), "p99_ms": round(percentile(latencies, .99), 2),
             "batch_texts_per_s": round(len(texts) / batch_seconds, 1), "n_single": len(latencies),
             "n_batch": len(texts)}
@@ -108,7 +108,7 @@ def time_startup(checkpoint: Path, sentence: str, a) -> dict:
     for _ in range(a.startup_repeats):
         t0 = time.perf_counter()
         child = pexpect.spawn(sys.executable, ["predict.py", f"checkpoint={checkpoint}", f"threads={a.threads}",
-                                               f"precision={a.precision}"],
+                                               f"precision={a.precision}", f"pack_weights={not a.no_pack}"],
                               cwd=str(PROJECT_ROOT), encoding="utf-8", timeout=300)
         child.expect_exact(PROMPT)
         to_prompt.append(time.perf_counter() - t0)
@@ -140,7 +140,8 @@ def main(a):
         print(f"transformers: {theirs}", file=sys.stderr)
         startup = time_startup(checkpoint, "i feel wonderful today", a)
 
-    print(f"\nemotion validation ({data_file}), {ours['threads']} threads, our precision {a.precision}; "
+    print(f"\nemotion validation ({data_file}), {ours['threads']} threads, our precision {a.precision}, "
+          f"pack_weights={not a.no_pack}; "
           f"single texts: {a.n} after {a.warmup} warm-up, batch size {a.batch}\n")
     print("| measure | ours (Predictor) | transformers pipeline | transformers model |")
     print("|---|---:|---:|---:|")
@@ -164,6 +165,7 @@ def parse_args():
     p.add_argument("--warmup", type=int, default=20, help="untimed single-text calls first")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="ours (predict.py's default)")
+    p.add_argument("--no-pack", action="store_true", help="ours with torch's nn.Linear (predict.py pack_weights=false)")
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--startup-repeats", type=int, default=3)
     return p.parse_args()

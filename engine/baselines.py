@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 from data.dataset import ClassificationDataset
 from data.tokenizer import load_tokenizer
 from data.transform import BERTSentenceTransform
-from engine.inference import eval_loader, predict_outputs
+from engine.inference import eval_loader, predict_outputs, prepare_for_inference
 from engine.metrics import classification_metrics
 from model.bert import BertEncoder
 from model.classifier import BERTClassifier
@@ -27,11 +27,13 @@ def most_frequent_class(train_labels, eval_labels, label_names: list[str]) -> di
 class FrozenEncoder:
     """The pretrained encoder, untouched, pooled as the classifier pools (pooler | cls | mean)."""
 
-    def __init__(self, encoder_dir, pooling: str, max_len: int, pair: bool, device, autocast, batch_size: int):
+    def __init__(self, encoder_dir, pooling: str, max_len: int, pair: bool, device, precision: str,
+                 pack_weights: bool, batch_size: int):
         # The head is never used: BERTClassifier only supplies the pooling the fine-tuned model used.
         self.model = BERTClassifier(BertEncoder.from_pretrained(encoder_dir), 1, pooling=pooling).to(device)
+        self.autocast = prepare_for_inference(self.model, device, precision, pack_weights)
         self.transform = BERTSentenceTransform(load_tokenizer(encoder_dir), max_len, pair=pair)
-        self.pooling, self.device, self.autocast, self.batch_size = pooling, device, autocast, batch_size
+        self.pooling, self.device, self.batch_size = pooling, device, batch_size
 
     def vectors(self, texts: list[str], texts_b=None) -> np.ndarray:
         dataset = ClassificationDataset(texts, None, self.transform, texts_b)

@@ -11,7 +11,6 @@ import torch
 from data.readers import read_examples
 from data.tokenizer import SentencePieceTokenizer, load_tokenizer
 from engine.inference import Predictor
-from engine.runtime import autocast
 from model.bert import BertEncoder, ours_to_hf
 from model.checkpoint import load_checkpoint
 from tests.conftest import run_script, tiny_config, write_jsonl
@@ -147,7 +146,7 @@ def test_predict_reads_korean_and_padding_with_pad_id_1_changes_nothing(trained_
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["text"] for r in records] == SENTENCES
     loaded = load_checkpoint(best)
-    predictor = Predictor(loaded, torch.device("cpu"), autocast(torch.device("cpu"), "fp32"))
+    predictor = Predictor(loaded, torch.device("cpu"), "fp32")
     batched = predictor.probabilities(SENTENCES)  # one batch, padded with [PAD] = 1 to the longest
     alone = np.concatenate([predictor.probabilities([s]) for s in SENTENCES])
     np.testing.assert_allclose(batched, alone, atol=1e-6)
