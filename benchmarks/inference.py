@@ -118,7 +118,8 @@ def time_startup(checkpoint: Path, sentence: str, a) -> dict:
         child.sendline("quit")
         child.expect(pexpect.EOF)
         child.close()
-    return {"impl": "ours", "command": f"python predict.py checkpoint=DIR threads={a.threads}",
+    return {"impl": "ours", "command": f"python predict.py checkpoint=DIR threads={a.threads} "
+                                       f"precision={a.precision} pack_weights={not a.no_pack}",
             "startup_to_prompt_s": round(statistics.median(to_prompt), 3),
             "startup_to_first_answer_s": round(statistics.median(to_answer), 3),
             "startup_to_prompt_runs": [round(s, 3) for s in to_prompt], "repeats": a.startup_repeats}
