@@ -64,6 +64,21 @@ def test_evaluate_reproduces_the_test_metrics(trained_run, tmp_path):
     assert "confusion matrix" in result.stdout
 
 
+def test_evaluate_with_packed_weights_and_baselines_repeats_the_metrics(trained_run, tmp_path):
+    """pack_weights=true packs the evaluated model and the frozen baseline encoder (model/packed_linear.py)."""
+    run_dir, _ = trained_run
+    out = tmp_path / "eval.json"
+    result = run_script("evaluate.py", f"checkpoint={run_dir / 'checkpoints' / 'best'}", "precision=fp32",
+                        "pack_weights=true", "baselines=true", f"out={out}")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    train_metrics = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert report["accuracy"] == pytest.approx(train_metrics["accuracy"])
+    assert report["macro_f1"] == pytest.approx(train_metrics["macro_f1"])
+    assert [b["name"].split(" (")[0] for b in report["baselines"]] == ["most frequent class",
+                                                                       "logistic regression, frozen encoder"]
+
+
 def test_predict_piped_lines_give_one_json_object_each(trained_run):
     run_dir, _ = trained_run
     result = run_script("predict.py", f"checkpoint={run_dir / 'checkpoints' / 'best'}",
