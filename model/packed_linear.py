@@ -62,16 +62,18 @@ class PackedLinear(nn.Module):
 
 
 def pack_linears(model: nn.Module, precision: str) -> bool:
-    """Packs every nn.Linear of a CPU model, in place, fusing where the BERT layers allow. Returns
-    False, leaving the model as it was, where this torch or CPU cannot pack."""
+    """Packs every nn.Linear of a CPU model, in place, fusing where the BERT layers allow; what is
+    packed already stays as it is. Returns False, leaving the model as it was, where this torch or
+    CPU cannot pack."""
     dtype = PACKED_DTYPES[precision]
     if not can_pack(dtype):
         return False
     for module in list(model.modules()):
-        if isinstance(module, SelfAttention):
+        if isinstance(module, SelfAttention) and module.qkv is None:
             module.qkv = PackedLinear([module.query, module.key, module.value], dtype)
             module.query = module.key = module.value = None
-        elif isinstance(module, Layer) and module.hidden_act in FUSED_ACTIVATIONS:
+        elif (isinstance(module, Layer) and isinstance(module.ffn_in, nn.Linear)
+              and module.hidden_act in FUSED_ACTIVATIONS):
             module.ffn_in = PackedLinear([module.ffn_in], dtype, activation=module.hidden_act)
             module.act = nn.Identity()
     for parent in list(model.modules()):

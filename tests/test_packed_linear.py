@@ -66,6 +66,18 @@ def test_packed_bf16_is_close_to_autocast():
     assert (got - expected).abs().max().item() < 0.02  # bf16 keeps ~3 significant digits
 
 
+def test_packing_twice_changes_nothing():
+    plain = tiny_classifier()
+    packed = copy.deepcopy(plain)
+    pack_linears(packed, "fp32")
+    modules = list(packed.modules())
+    assert pack_linears(packed, "fp32")
+    assert list(packed.modules()) == modules
+    batch = padded_batch()
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(*batch), plain(*batch), atol=1e-5, rtol=1e-5)
+
+
 def test_a_packed_model_refuses_to_be_saved():
     packed = tiny_classifier()
     pack_linears(packed, "fp32")
