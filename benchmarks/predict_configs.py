@@ -7,10 +7,9 @@ Four Predictors load the same checkpoint: fp32 and bf16, each with torch's nn.Li
 (pack_weights=false) and with oneDNN-prepacked weights (pack_weights=true, model/packed_linear.py).
 Single-text latency, p50 and p99 over --n texts: the texts are cut into --rounds blocks, and each
 block goes through the four in turn (each after --warmup untimed texts), so a slow stretch of the
-shared machine hits all four alike. Batch throughput: all validation texts,
-batches of --batch, the four configurations alternated --batch-repeats times, median. Agreement: the
-share of validation texts whose predicted label equals fp32 nn.Linear's, and the largest difference
-in any probability.
+shared machine hits all four alike. Batch throughput: all validation texts in batches of --batch,
+the four configurations alternated --batch-repeats times, median. Agreement: the share of validation
+texts whose predicted label equals fp32 nn.Linear's, and the largest difference in any probability.
 """
 import argparse
 import os
@@ -63,8 +62,9 @@ def main(a):
             batch_seconds[config].append(time.perf_counter() - t0)
 
     reference = probabilities[CONFIGS[0]]
-    print(f"\n{a.checkpoint or 'untrained head on the default encoder'}; {len(texts)} texts of {a.data or data_cfg.validation}; {torch.get_num_threads()} threads; "
-          f"single texts: {a.n} in {a.rounds} rounds, {a.warmup} warm-up each; batches of {a.batch}, median of {a.batch_repeats}\n")
+    print(f"\n{a.checkpoint or 'untrained head on the default encoder'}; {len(texts)} texts of "
+          f"{a.data or data_cfg.validation}; {torch.get_num_threads()} threads; single texts: {a.n} in "
+          f"{a.rounds} rounds, {a.warmup} warm-up each; batches of {a.batch}, median of {a.batch_repeats}\n")
     print("| precision | pack_weights | single p50 ms | single p99 ms | batch texts/s | same label as fp32 nn.Linear "
           "| max probability difference |")
     print("|---|---|---:|---:|---:|---:|---:|")
