@@ -13,13 +13,13 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
-import engine.config  # noqa: F401  (registers config resolvers)
+import common.config  # noqa: F401  (registers config resolvers)
 from data.build import label_ids, read_split
 from data.dataset import ClassificationDataset
 from engine.analysis import display_texts, write_analysis
 from engine.baselines import FrozenEncoder, format_comparison, logistic_regression, most_frequent_class
-from engine.cli import check_overrides
-from engine.errors import UserError, exit_on_user_error
+from common.cli import check_overrides
+from common.errors import UserError, exit_on_user_error
 from engine.evaluation import evaluate_with_outputs
 from engine.inference import eval_loader, prepare_for_inference
 from engine.metrics import format_report

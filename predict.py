@@ -10,8 +10,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from engine.cli import check_overrides
-from engine.errors import exit_on_user_error
+from common.cli import check_overrides
+from common.errors import exit_on_user_error
 from engine.inference import Predictor
 from engine.runtime import configure_cpu, pick_device
 from model.checkpoint import load_checkpoint

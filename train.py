@@ -22,15 +22,15 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-import engine.config  # noqa: F401  (registers the ${package_file:} and ${project_root:} resolvers)
+import common.config  # noqa: F401  (registers the ${package_file:} and ${project_root:} resolvers)
 from data.build import build_datasets, read_split
 from data.tokenizer import load_tokenizer
 from data.transform import BERTSentenceTransform
-from engine.cli import check_overrides
+from common.cli import check_overrides
 from engine.build import NonFiniteGradient, build_model, build_optimization, build_train_loader, train_step
 from engine.distributed import (NullWriter, any_rank, gather_to_main, init_distributed, leaves_process_group,
                                 mean_over_ranks, share_from_main, wrap_model)
-from engine.errors import UserError, exit_on_user_error
+from common.errors import UserError, exit_on_user_error
 from engine.analysis import display_texts, log_analysis, write_analysis
 from engine.evaluation import evaluate, evaluate_with_outputs
 from engine.inference import eval_loader

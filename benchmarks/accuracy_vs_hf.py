@@ -27,7 +27,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from data.build import read_splits  # noqa: E402
-import engine.config  # noqa: E402,F401  (registers the conf/ resolvers)
+import common.config  # noqa: E402,F401  (registers the conf/ resolvers)
 
 HF_BASELINE = PROJECT_ROOT.parent / "shared" / "tools" / "hf_baseline.py"
 

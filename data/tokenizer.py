@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from engine.errors import UserError
+from common.errors import UserError
 
 SPECIAL_TOKEN_NAMES = {  # BERT spelling first, then SentencePiece/XLNet spellings
     "cls": ["[CLS]", "<cls>", "<s>"],

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure  # not pyplot: no global figure state, no display backend needed
 
-from engine.plot_labels import plottable
+from common.plot_labels import plottable
 
 CONFUSION_PNG, HIGHEST_LOSS_CSV = "confusion_matrix.png", "highest_loss.csv"
 TABLE_TEXT_CHARS = 300  # longer texts are cut in the TensorBoard table (the CSV keeps them whole)

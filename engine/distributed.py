@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from engine.errors import UserError
+from common.errors import UserError
 from engine.runtime import pick_device
 
 

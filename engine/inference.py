@@ -4,7 +4,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data.dataset import ClassificationDataset, LengthGroupedBatchSampler
-from engine.errors import UserError
+from common.errors import UserError
 from engine.runtime import autocast
 from model.packed_linear import pack_linears
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from engine.errors import UserError
+from common.errors import UserError
 
 STATE_TENSORS, STATE_JSON = "training_state.safetensors", "training_state.json"
 

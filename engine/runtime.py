@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-from engine.errors import UserError
+from common.errors import UserError
 
 # No fp16: without loss scaling (a GradScaler, not implemented) its gradients underflow. GPUs
 # without bf16 train in fp32.

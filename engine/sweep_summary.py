@@ -22,7 +22,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from engine.errors import UserError, exit_on_user_error
+from common.errors import UserError, exit_on_user_error
 from engine.tracking import MONITORS
 
 METRIC_COLUMNS = {"best epoch": ("best_validation", "epoch"), "val loss": ("best_validation", "loss"),

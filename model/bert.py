@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.errors import UserError
+from common.errors import UserError
 from model.dropout import Dropout
 
 

@@ -20,7 +20,7 @@ from torch.nn import init
 
 from data.tokenizer import Tokenizer, load_tokenizer
 from data.transform import BERTSentenceTransform
-from engine.errors import UserError
+from common.errors import UserError
 from model.bert import BertConfig, BertEncoder
 from model.classifier import BERTClassifier
 

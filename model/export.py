@@ -37,8 +37,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from data.tokenizer import SentencePieceTokenizer, Tokenizer, read_tokenizer_config
-from engine.cli import check_overrides
-from engine.errors import UserError, exit_on_user_error
+from common.cli import check_overrides
+from common.errors import UserError, exit_on_user_error
 from model.bert import ours_to_hf
 from model.checkpoint import ClassifierInfo, LoadedClassifier, existing_checkpoint_dir, load_checkpoint
 from model.classifier import BERTClassifier

@@ -27,10 +27,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
-import engine.config  # noqa: F401  (registers the ${package_file:} and ${project_root:} resolvers)
+import common.config  # noqa: F401  (registers the ${package_file:} and ${project_root:} resolvers)
 from data.build import read_splits
-from engine.cli import check_overrides
-from engine.errors import UserError, exit_on_user_error
+from common.cli import check_overrides
+from common.errors import UserError, exit_on_user_error
 from model.bert import BertConfig, BertEncoder, ours_to_hf
 
 # KoBERT's special pieces and their ids (its config.json has pad_token_id 1; its tokenizer encodes

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from engine.config import PROJECT_ROOT, package_file
+from common.config import PROJECT_ROOT, package_file
 from model.bert import BertConfig, BertEncoder, ours_to_hf
 
 SHARED_DATASETS = Path(os.environ.get("SHARED_DATASETS", PROJECT_ROOT.parent / "shared" / "datasets"))

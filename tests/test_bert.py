@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from engine.errors import UserError
+from common.errors import UserError
 from model.bert import BertEncoder
 from tests.conftest import tiny_config, write_hf_bert
 

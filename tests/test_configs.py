@@ -8,8 +8,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
-import engine.tracking  # noqa: F401  (registers ${monitor_direction:}; engine.config the others)
-from engine.config import PROJECT_ROOT
+import engine.tracking  # noqa: F401  (registers ${monitor_direction:}; common.config the others)
+from common.config import PROJECT_ROOT
 from engine.tracking import monitor_direction, run_hparams
 
 CONF = PROJECT_ROOT / "conf"

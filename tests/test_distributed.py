@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from engine.config import PROJECT_ROOT
+from common.config import PROJECT_ROOT
 from tests.conftest import CLASS_WORDS, FILLER, SPECIAL, make_examples, run_script, tiny_config, write_hf_bert, \
     write_jsonl
 from tests.test_resume import assert_bitwise_equal, saved_step

@@ -6,7 +6,7 @@ import sys
 import pexpect
 import pytest
 
-from engine.config import PROJECT_ROOT
+from common.config import PROJECT_ROOT
 from tests.conftest import run_script
 from tests.test_bad_input import one_line_error  # bad input and config mistakes: tests/test_bad_input.py
 

@@ -89,7 +89,7 @@ def test_korean_emotion_splits_80_10_10_seed_34_and_train_is_the_carved_part(sha
     from hydra import compose, initialize_config_dir
 
     from data.build import read_split, read_splits
-    from engine.config import PROJECT_ROOT
+    from common.config import PROJECT_ROOT
 
     with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
         data_cfg = compose("config", overrides=["data=korean_emotion"]).data

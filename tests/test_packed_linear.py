@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from data.tokenizer import load_tokenizer
-from engine.errors import UserError
+from common.errors import UserError
 from engine.inference import Predictor, prepare_for_inference
 from model.bert import BertEncoder
 from model.checkpoint import ClassifierInfo, load_checkpoint, save_checkpoint

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from data.readers import count_repaired, read_examples, stratified_split
-from engine.errors import UserError
+from common.errors import UserError
 
 
 def test_jsonl_csv_tsv_txt_read_the_same_examples(tmp_path):

@@ -12,7 +12,7 @@ from data.readers import Examples
 from data.report import describe
 from data.tokenizer import load_tokenizer
 from data.transform import BERTSentenceTransform
-from engine.config import PROJECT_ROOT
+from common.config import PROJECT_ROOT
 from tests.conftest import run_script, write_jsonl
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from engine.config import PROJECT_ROOT
+from common.config import PROJECT_ROOT
 from tests.conftest import make_examples, run_script, write_jsonl
 from tests.test_bert import _CreatesFile
 
@@ -199,7 +199,7 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tiny_model_dir, tmp_path
 
     import model.checkpoint as checkpoint
     from data.tokenizer import load_tokenizer
-    from engine.errors import UserError
+    from common.errors import UserError
     from model.bert import BertEncoder
     from model.classifier import BERTClassifier
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from engine.config import PROJECT_ROOT
+from common.config import PROJECT_ROOT
 from engine.tracking import HPARAM_METRICS, run_hparams
 from tests.conftest import run_script
 

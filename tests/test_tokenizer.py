@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from data.tokenizer import SentencePieceTokenizer, WordPieceTokenizer, load_tokenizer
-from engine.errors import UserError
+from common.errors import UserError
 
 SENTENCES = [
     "i didnt feel humiliated",

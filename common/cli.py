@@ -1,8 +1,8 @@
 """Command-line edge: config mistakes (unknown key, missing group option, bad syntax) in one line."""
 import sys
 
-from engine.config import PROJECT_ROOT
-from engine.errors import EXIT_USER_ERROR
+from common.config import PROJECT_ROOT
+from common.errors import EXIT_USER_ERROR
 
 
 def check_overrides(config_name: str, argv=None):
