@@ -1,5 +1,5 @@
-"""OmegaConf resolvers used by conf/: locate installed packages' files and the project root, and
-name run directories by launch time.
+"""OmegaConf resolvers used by conf/: locate installed packages' files and the project root, name run
+directories by launch time, and convert the embedded multilingual encoder on first use.
 
 Imported by every entry script (and tests) before Hydra composes the config.
 """
@@ -38,11 +38,19 @@ def launch_time(pattern: str) -> str:
     return time.strftime(pattern, time.localtime(started))
 
 
+def e5_encoder() -> str:
+    """The converted multilingual-e5-small directory (common/e5_encoder.py), written the first time."""
+    from common.e5_encoder import converted_e5_directory  # numpy and friends: only when a config asks
+
+    return converted_e5_directory()
+
+
 def register_resolvers():
     if not OmegaConf.has_resolver("package_file"):
         OmegaConf.register_new_resolver("package_file", package_file)
         OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
         OmegaConf.register_new_resolver("launch_time", launch_time)
+        OmegaConf.register_new_resolver("e5_encoder", e5_encoder, use_cache=True)
 
 
 register_resolvers()

@@ -1,7 +1,8 @@
-"""One tokenizer interface over WordPiece (`tokenizers`) and SentencePiece (`sentencepiece`).
+"""One tokenizer interface over any tokenizer.json (WordPiece, Unigram, BPE: `tokenizers`), a bare
+vocab.txt (WordPiece) and SentencePiece models (`sentencepiece`, KoBERT-style).
 
-Both return ids *without* special tokens; `BERTSentenceTransform` adds [CLS]/[SEP] and truncates,
-so truncation and pair handling live in one place whatever the tokenizer.
+All return ids *without* special tokens; `BERTSentenceTransform` adds [CLS]/[SEP] (or <s>/</s>) and
+truncates, so truncation and pair handling live in one place whatever the tokenizer.
 """
 import json
 import shutil
@@ -23,55 +24,109 @@ class Tokenizer:
 
     files: list[Path]  # what `save` copies so the tokenizer can be rebuilt from a checkpoint
 
-    def __init__(self, token_to_id, vocab_size: int, source: Path):
+    def __init__(self, token_to_id, vocab_size: int, source: Path, named: dict | None = None):
+        """`named`: role -> token the files name for it (tokenizer_config.json, the post-processor);
+        roles they leave out are looked up by the usual spellings."""
         self.vocab_size = vocab_size
         ids = {}
         for role, names in SPECIAL_TOKEN_NAMES.items():
-            ids[role] = next((token_to_id(n) for n in names if token_to_id(n) is not None), None)
+            candidates = [named[role]] if named and named.get(role) else names
+            ids[role] = next((token_to_id(n) for n in candidates if token_to_id(n) is not None), None)
             if ids[role] is None:
-                raise UserError(f"{source}: vocabulary has no {role} token (looked for {', '.join(names)})")
+                raise UserError(f"{source}: vocabulary has no {role} token (looked for {', '.join(candidates)})")
         self.cls_id, self.sep_id, self.pad_id, self.unk_id = ids["cls"], ids["sep"], ids["pad"], ids["unk"]
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return self._encode_batch(list(texts))
-
-    def encode(self, text: str) -> list[int]:
-        return self._encode_batch([text])[0]
 
     def save(self, directory: Path):
         for f in self.files:
             shutil.copyfile(f, Path(directory) / f.name)
 
 
+class TokenizerJson(Tokenizer):
+    """A Hugging Face tokenizer.json of any model type; special tokens as tokenizer_config.json (or
+    special_tokens_map.json) names them, else as its post-processor frames a text, else by spelling."""
+
+    def __init__(self, directory: Path, spec_text: str | None = None):
+        from tokenizers import Tokenizer as HFTokenizer
+
+        path = directory / "tokenizer.json"
+        try:
+            self.spec_text = spec_text if spec_text is not None else path.read_text(encoding="utf-8")
+            tok = HFTokenizer.from_str(self.spec_text)
+        except Exception as e:  # the Rust library raises a plain Exception with its parse error
+            raise UserError(f"{path}: cannot read tokenizer ({str(e).splitlines()[0] if str(e) else e})") from None
+        self.config_files = [directory / f for f in TOKENIZER_CONFIG_FILES if (directory / f).exists()]
+        self.files = [path, *self.config_files]
+        # Truncation, padding and the special tokens are BERTSentenceTransform's job, not the file's.
+        tok.no_truncation()
+        tok.no_padding()
+        self._tok, self.directory = tok, directory
+        spec = json.loads(self.spec_text)
+        named = special_tokens_of_post_processor(spec.get("post_processor")) | special_tokens_named_in(directory)
+        super().__init__(tok.token_to_id, tok.get_vocab_size(with_added_tokens=True), directory, named)
+
+    def _encode_batch(self, texts):
+        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+
+    def save(self, directory: Path):
+        (Path(directory) / "tokenizer.json").write_text(self.spec_text, encoding="utf-8")
+        for f in self.config_files:
+            shutil.copyfile(f, Path(directory) / f.name)
+
+
 class WordPieceTokenizer(Tokenizer):
+    """A bare vocab.txt, tokenized as BertTokenizer does: clean text, split CJK, lower-case if asked."""
+
     def __init__(self, directory: Path):
         from tokenizers import Tokenizer as HFTokenizer, normalizers, pre_tokenizers
         from tokenizers.models import WordPiece
 
-        tokenizer_json, vocab_txt = directory / "tokenizer.json", directory / "vocab.txt"
-        if tokenizer_json.exists():
-            try:
-                tok = HFTokenizer.from_file(str(tokenizer_json))
-            except Exception as e:  # the Rust library raises a plain Exception with its parse error
-                raise UserError(f"{tokenizer_json}: cannot read tokenizer ({e})") from None
-            self.files = [tokenizer_json]
-        else:
-            lowercase = read_tokenizer_config(directory).get("do_lower_case", True)
-            tok = HFTokenizer(WordPiece.from_file(str(vocab_txt), unk_token="[UNK]"))
-            # Same pipeline as BertTokenizer: clean text, split CJK, lower-case (+ strip accents) if asked.
-            tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-            tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-            self.files = [vocab_txt]
-        self.files += [directory / f for f in TOKENIZER_CONFIG_FILES if (directory / f).exists()]
-        # Truncation, padding and [CLS]/[SEP] are BERTSentenceTransform's job, not the file's.
-        tok.no_truncation()
-        tok.no_padding()
+        vocab_txt = directory / "vocab.txt"
+        lowercase = read_tokenizer_config(directory).get("do_lower_case", True)
+        tok = HFTokenizer(WordPiece.from_file(str(vocab_txt), unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        self.files = [vocab_txt] + [directory / f for f in TOKENIZER_CONFIG_FILES if (directory / f).exists()]
         self._tok = tok
         # max id + 1, not the number of distinct tokens: a vocab.txt with a repeated line leaves a gap.
         super().__init__(tok.token_to_id, max(tok.get_vocab().values()) + 1, directory)
 
     def _encode_batch(self, texts):
         return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+
+
+def special_tokens_named_in(directory: Path) -> dict:
+    """Role -> token from tokenizer_config.json, then special_tokens_map.json (values may be
+    {"content": ...} objects)."""
+    named = {}
+    for source in (read_json(directory / "special_tokens_map.json"), read_tokenizer_config(directory)):
+        for role in SPECIAL_TOKEN_NAMES:
+            value = source.get(f"{role}_token")
+            value = value.get("content") if isinstance(value, dict) else value
+            if isinstance(value, str):
+                named[role] = value
+    return named
+
+
+def special_tokens_of_post_processor(post_processor) -> dict:
+    """What a single text is framed with: [CLS] ... [SEP] (BertProcessing), <s> ... </s> (Roberta, templates)."""
+    if not post_processor:
+        return {}
+    kind = post_processor.get("type")
+    if kind in ("BertProcessing", "RobertaProcessing"):
+        return {"cls": post_processor["cls"][0], "sep": post_processor["sep"][0]}
+    if kind == "TemplateProcessing":
+        specials = [item["SpecialToken"]["id"] for item in post_processor.get("single", []) if "SpecialToken" in item]
+        if len(specials) >= 2:
+            return {"cls": specials[0], "sep": specials[-1]}
+    if kind == "Sequence":
+        for inner in post_processor.get("processors", []):
+            found = special_tokens_of_post_processor(inner)
+            if found:
+                return found
+    return {}
 
 
 class SentencePieceTokenizer(Tokenizer):
@@ -112,7 +167,10 @@ class SentencePieceTokenizer(Tokenizer):
 
 
 def read_tokenizer_config(directory: Path) -> dict:
-    path = directory / "tokenizer_config.json"
+    return read_json(directory / "tokenizer_config.json")
+
+
+def read_json(path: Path) -> dict:
     if not path.exists():
         return {}
     try:
@@ -125,7 +183,7 @@ def load_tokenizer(directory) -> Tokenizer:
     """Picks the tokenizer from the files present: tokenizer.json > SentencePiece model > vocab.txt."""
     directory = Path(directory)
     if (directory / "tokenizer.json").exists():
-        return WordPieceTokenizer(directory)
+        return TokenizerJson(directory)
     sp_models = sorted(directory.glob("*.model"))
     if sp_models:
         preferred = directory / "spiece.model"

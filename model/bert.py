@@ -180,6 +180,12 @@ class BertEncoder(nn.Module):
             elif not IGNORED_HF_KEYS.search(hf_key):  # task heads and buffers are legitimately ignored
                 unexpected.append(hf_key)
         missing = sorted(set(ours) - set(renamed))
+        if missing == ["pooler.bias", "pooler.weight"]:
+            # Encoders pretrained without a pooler (E5, sentence-transformers exports): it keeps its
+            # fresh initialisation, which only pooling=pooler uses.
+            print(f"note: {source} has no pretrained pooler; pooling=pooler would start it fresh")
+            renamed |= {k: ours[k] for k in missing}
+            missing = []
         shapes = [f"{k} {tuple(t.shape)} vs {tuple(ours[k].shape)}"
                   for k, t in renamed.items() if t.shape != ours[k].shape]
         problems = []

@@ -180,8 +180,8 @@ def test_monologg_layout_looks_pieces_up_in_vocab_txt_and_trains(tmp_path, korea
     (directory / "tokenizer_config.json").write_text('{"do_lower_case": false}')
     write_bert_bin(directory, {**KOBERT_CONFIG, "vocab_size": len(vocab)})
     tok = load_tokenizer(directory)
-    assert [vocab[i] for i in tok.encode(SENTENCES[0])] == sp.Encode(SENTENCES[0], out_type=str)
-    assert tok.encode(SENTENCES[0]) != sp.Encode(SENTENCES[0])  # so the ids really come from vocab.txt
+    assert [vocab[i] for i in tok.encode_batch([SENTENCES[0]])[0]] == sp.Encode(SENTENCES[0], out_type=str)
+    assert tok.encode_batch([SENTENCES[0]])[0] != sp.Encode(SENTENCES[0])  # so the ids really come from vocab.txt
 
     result = run_script("train.py", "model=bert", f"model.path={directory}", *data_overrides(korean_files),
                         "trainer.max_steps=2", "trainer.threads=1", f"hydra.run.dir={tmp_path / 'run'}")

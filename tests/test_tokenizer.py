@@ -29,7 +29,7 @@ def test_default_tokenizer_matches_transformers(default_model_dir):
 def test_default_tokenizer_known_ids(default_model_dir):
     # Fixed ids of bert-base-uncased's vocabulary (which all-MiniLM-L6-v2 uses), so this holds
     # even where transformers is not installed.
-    assert load_tokenizer(default_model_dir).encode("i didnt feel humiliated") == [1045, 2134, 2102, 2514, 26608]
+    assert load_tokenizer(default_model_dir).encode_batch(["i didnt feel humiliated"])[0] == [1045, 2134, 2102, 2514, 26608]
 
 
 def test_vocab_txt_alone_gives_the_same_ids_as_tokenizer_json(default_model_dir, tmp_path):
@@ -43,7 +43,7 @@ def test_vocab_txt_alone_gives_the_same_ids_as_tokenizer_json(default_model_dir,
 def test_vocab_txt_honours_do_lower_case_false(tmp_path):
     (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "Hello", "hello"]))
     (tmp_path / "tokenizer_config.json").write_text('{"do_lower_case": false}')
-    assert load_tokenizer(tmp_path).encode("Hello hello") == [4, 5]
+    assert load_tokenizer(tmp_path).encode_batch(["Hello hello"])[0] == [4, 5]
 
 
 def train_sentencepiece(directory, sentences, **extra):
