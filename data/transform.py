@@ -27,10 +27,12 @@ def truncated_pair_lengths(len_a: int, len_b: int, budget: int) -> tuple[int, in
 
 
 class BERTSentenceTransform:
-    def __init__(self, tokenizer: Tokenizer, max_len: int, pad: bool = False, pair: bool = False):
+    def __init__(self, tokenizer: Tokenizer, max_len: int, pad: bool = False, pair: bool = False,
+                 text_prefix: str = ""):
         if max_len < (4 if pair else 3):
             raise ValueError(f"max_len={max_len} leaves no room for text between [CLS] and [SEP]")
         self.tokenizer, self.max_len, self.pad, self.pair = tokenizer, max_len, pad, pair
+        self.text_prefix = text_prefix  # e.g. E5's "query: ", before the first text of every example
 
     def __call__(self, line):
         """`line` is a string, or a (text,) / (text_a, text_b) tuple as in gluonnlp's transform."""
@@ -42,7 +44,7 @@ class BERTSentenceTransform:
         """Tokenizes a whole list in one batched call (the Rust tokenizer parallelises it)."""
         if self.pair and texts_b is None:
             raise ValueError("this transform expects sentence pairs")
-        ids_a = self.tokenizer.encode_batch(texts_a)
+        ids_a = self.tokenizer.encode_batch([self.text_prefix + t for t in texts_a] if self.text_prefix else texts_a)
         ids_b = self.tokenizer.encode_batch(texts_b) if self.pair else None
         tok = self.tokenizer
         token_ids, segment_ids, lengths, n_truncated = [], [], [], 0

@@ -161,6 +161,17 @@ class BertEncoder(nn.Module):
         pooled = torch.tanh(self.pooler(x[:, 0]))
         return x, pooled
 
+    def keep_vocabulary(self, rows: list[int]):
+        """Keeps only these word-embedding rows, renumbered 0..len-1 in this order (data/vocab_trim.py)."""
+        old = self.embeddings.word
+        pad = rows.index(self.config.pad_token_id)
+        self.config.vocab_size, self.config.pad_token_id = len(rows), pad
+        self.embeddings.word = nn.Embedding(len(rows), old.embedding_dim, padding_idx=pad,
+                                            device=old.weight.device, dtype=old.weight.dtype)
+        with torch.no_grad():
+            self.embeddings.word.weight.copy_(old.weight[torch.tensor(rows, device=old.weight.device)])
+        self.embeddings.word.requires_grad_(old.weight.requires_grad)
+
     @classmethod
     def from_pretrained(cls, directory) -> "BertEncoder":
         directory = Path(directory)

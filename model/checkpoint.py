@@ -35,6 +35,7 @@ class ClassifierInfo:
     max_len: int
     pair: bool = False
     dropout: float = 0.1
+    text_prefix: str = ""  # data.text_prefix: part of the input the model was trained on
 
 
 def save_checkpoint(directory, model: BERTClassifier, info: ClassifierInfo, tokenizer: Tokenizer,
@@ -127,5 +128,6 @@ def load_checkpoint(directory, device="cpu") -> LoadedClassifier:
         encoder = BertEncoder(BertConfig.from_json(directory / ENCODER_CONFIG))
         model = BERTClassifier(encoder, len(info.labels), info.dropout, info.pooling)
     load_weights(directory, model)
-    transform = BERTSentenceTransform(load_tokenizer(directory), info.max_len, pair=info.pair)
+    transform = BERTSentenceTransform(load_tokenizer(directory), info.max_len, pair=info.pair,
+                                      text_prefix=info.text_prefix)
     return LoadedClassifier(model.to(device).eval(), transform, info)
