@@ -51,3 +51,20 @@ def renumber_post_processor(post_processor, new_id: dict):
     elif kind == "Sequence":
         for inner in post_processor.get("processors", []):
             renumber_post_processor(inner, new_id)
+
+
+def training_tokenizer(model_cfg, data_cfg) -> tuple[Tokenizer, list[int] | None]:
+    """The encoder's tokenizer, trimmed to the training split when model.trim_vocab is set; with the
+    embedding rows to keep (None: all)."""
+    from data.build import read_split
+    from data.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(model_cfg.path)
+    if not model_cfg.get("trim_vocab"):
+        return tokenizer, None
+    train = read_split(data_cfg, "train")
+    prefix = data_cfg.get("text_prefix") or ""
+    trimmed, kept = trimmed_tokenizer(tokenizer, [prefix + t for t in train.texts] + list(train.texts_b or []))
+    print(f"vocabulary trimmed to the training split: {len(kept):,} of {tokenizer.vocab_size:,} pieces kept "
+          "(every single-character piece included)")
+    return trimmed, kept

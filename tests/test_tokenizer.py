@@ -90,3 +90,31 @@ def test_sentencepiece_with_vocab_txt_maps_pieces_through_it(tmp_path):
 def test_directory_without_tokenizer_files(tmp_path):
     with pytest.raises(UserError, match="no tokenizer files"):
         load_tokenizer(tmp_path)
+
+
+def test_bpe_tokenizer_json_with_roberta_special_tokens(tmp_path):
+    """A byte-level BPE tokenizer.json (RoBERTa/KLUE style): <s>/</s>/<pad>/<unk> found through its
+    post-processor and tokenizer_config.json, ids as `tokenizers` gives them."""
+    from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = HFTokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(KOREAN + SENTENCES * 5, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]))
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    tok.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text('{"pad_token": "<pad>", "unk_token": "<unk>"}')
+    ours = load_tokenizer(tmp_path)
+    assert (ours.cls_id, ours.sep_id, ours.pad_id, ours.unk_id) == (0, 2, 1, 3)
+    assert ours.encode_batch(KOREAN[:6]) == [e.ids for e in tok.encode_batch(KOREAN[:6], add_special_tokens=False)]
+
+
+def test_special_tokens_named_in_tokenizer_config_win_over_spellings(tmp_path, default_model_dir):
+    shutil.copy(default_model_dir / "tokenizer.json", tmp_path / "tokenizer.json")
+    (tmp_path / "tokenizer_config.json").write_text('{"cls_token": {"content": "[MASK]"}, "sep_token": "[SEP]"}')
+    ours = load_tokenizer(tmp_path)
+    assert (ours.cls_id, ours.sep_id) == (103, 102)  # bert-base-uncased's [MASK], [SEP]
+    (tmp_path / "tokenizer_config.json").write_text('{"cls_token": "<nope>"}')
+    with pytest.raises(UserError, match="no cls token .looked for <nope>"):
+        load_tokenizer(tmp_path)
