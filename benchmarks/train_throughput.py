@@ -16,8 +16,9 @@ Method (each point below is a deliberate choice, so the two sides are timed the 
   to the end of the last step (first steps pay for allocator growth and lazy init, not throughput).
   Data loading and collation inside the timed window count on both sides; tokenization does not.
 - Ours: the worker composes conf/ exactly as train.py does and builds tokenizer, dataset, length-grouped
-  sampler, model, optimizer and schedule with the project's own functions; the step body is train.py's
-  (TensorBoard writes and tqdm left out, the every-50-steps loss sync kept).
+  sampler, model, optimizer and schedule with the project's own functions, then runs the loop's own
+  epochs (engine/loop.py train_one_epoch: no validation or checkpoints; TensorBoard writes dropped, the
+  every-50-steps loss sync kept).
 - Theirs: a small Trainer worker, not ../shared/tools/hf_baseline.py, because that script times
   trainer.train() as a whole (setup and first steps included) and we want warm-up excluded on both
   sides. TrainingArguments and data handling are the ones hf_baseline.py uses (AutoTokenizer,
@@ -38,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from itertools import count, islice
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -102,14 +102,42 @@ def hf_train_file(data: str, model_dir: str, tmp_dir: Path) -> str:
 
 # ---------------------------------------------------------------- worker: ours
 
+class TimedLoader:
+    """The training loader as the loop reads it, with a clock: started when the loop asks for the batch
+    after step `warmup` (that step is done: optimizer, schedule, zero_grad, logging), and the real
+    lengths and padded size of every timed batch recorded for the FLOP count."""
+
+    def __init__(self, loader, warmup: int, device):
+        self.loader, self.warmup, self.device = loader, warmup, device
+        self.batch_sampler = loader.batch_sampler  # the loop sets the epoch on it
+        self.served, self.clock_start, self.lengths, self.padded_tokens = 0, None, [], 0
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for micro_batches in self.loader:
+            if self.served == self.warmup:
+                synchronize(self.device)
+                self.clock_start = time.perf_counter()
+            if self.served >= self.warmup:
+                self.lengths += [batch.valid_length for batch in micro_batches]
+                self.padded_tokens += sum(batch.token_ids.numel() for batch in micro_batches)
+            self.served += 1
+            yield micro_batches
+
+
 def worker_ours(a) -> dict:
-    """train.py's setup and step body, timed. Imports mirror train.py's."""
+    """train.py's builders and the loop's own epochs (engine/loop.py), timed; no validation, no
+    checkpoints, TensorBoard writes dropped (NullWriter), the every-log_every-steps loss sync kept."""
     from data.build import label_ids, label_names, read_splits
     from data.dataset import ClassificationDataset
     from data.tokenizer import load_tokenizer
     from data.transform import BERTSentenceTransform
-    from engine.build import build_model, build_optimization, build_train_loader, train_step
+    from engine.build import build_model, build_optimization, build_train_loader
     from engine.distributed import Distributed
+    from engine.loop import Training, train_one_epoch
+    from engine.resume import TrainingProgress
     from engine.runtime import autocast, configure_cpu, pick_device, seed_everything
 
     total_steps = a.warmup + a.steps
@@ -117,12 +145,11 @@ def worker_ours(a) -> dict:
         f"trainer.batch_size={a.batch}", f"data.max_len={a.max_len}", f"optim.lr={a.lr}",
         "optim.weight_decay=0.01", "scheduler.warmup_ratio=0.1", "trainer.max_grad_norm=1.0",
         f"trainer.precision={a.precision}", f"trainer.threads={a.threads}", f"trainer.max_steps={total_steps}",
-        *a.override])
+        "trainer.save_every_steps=null", *a.override])
     tcfg = cfg.trainer
     configure_cpu(tcfg.threads)
     seed_everything(cfg.seed)
     device = pick_device(tcfg.device)
-    mixed_precision = autocast(device, tcfg.precision)
 
     # Data: train split only (train.py also tokenizes validation/test, which the loop never touches).
     tokenizer = load_tokenizer(cfg.model.path)
@@ -131,43 +158,22 @@ def worker_ours(a) -> dict:
     names = label_names(cfg.data, splits["train"])
     train = splits["train"]
     train_set = ClassificationDataset(train.texts, label_ids(train, names), transform, train.texts_b)
-    loader = build_train_loader(cfg, train_set, Distributed(), device)
+    loader = TimedLoader(build_train_loader(cfg, train_set, Distributed(), device), a.warmup, device)
 
     model = build_model(cfg, len(names), device)
     optimizer, scheduler, _ = build_optimization(cfg, model, total_steps)
     forward = torch.compile(model) if tcfg.compile else model
-    trainable = [p for p in model.parameters() if p.requires_grad]
-
-    def batches():  # epochs back to back, reshuffled per epoch as train.py does
-        for epoch in count():
-            loader.batch_sampler.set_epoch(epoch)
-            yield from loader
-
-    model.train()
-    running_loss, running_count = torch.zeros((), device=device), 0
-    timed_lengths, padded_tokens = [], 0
-    loop_start = clock_start = time.perf_counter()
-    for step, micro_batches in enumerate(islice(batches(), total_steps)):
-        if step >= a.warmup:
-            timed_lengths += [batch.valid_length for batch in micro_batches]
-            padded_tokens += sum(batch.token_ids.numel() for batch in micro_batches)
-        loss, _, _ = train_step(forward, [batch.to(device, non_blocking=True) for batch in micro_batches],
-                                optimizer, scheduler, trainable, tcfg.max_grad_norm, mixed_precision)
-        running_loss += loss
-        running_count += 1
-        if (step + 1) % tcfg.log_every == 0:  # train.py's periodic host sync for logging
-            (running_loss / running_count).item()
-            running_loss.zero_()
-            running_count = 0
-        if step + 1 == a.warmup:
-            synchronize(device)
-            clock_start = time.perf_counter()
-    loss.item()
+    run = Training(tcfg, model, forward, optimizer, scheduler, loader, None, names, device,
+                   autocast(device, tcfg.precision), total_steps)
+    progress = TrainingProgress(running_loss=torch.zeros((), device=device))
+    loop_start = time.perf_counter()
+    for epoch in range(run.epochs):  # epochs back to back, reshuffled per epoch as in train.py
+        train_one_epoch(run, progress, epoch)
     synchronize(device)
     end = time.perf_counter()
 
-    lengths = torch.cat(timed_lengths).tolist()
-    return worker_result(a, "ours", lengths, padded_tokens, end - clock_start, end - loop_start,
+    lengths = torch.cat(loader.lengths).tolist()
+    return worker_result(a, "ours", lengths, loader.padded_tokens, end - loader.clock_start, end - loop_start,
                          total_steps, len(names), device)
 
 

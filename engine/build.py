@@ -1,17 +1,55 @@
-"""Objects built from the Hydra config, shared by train.py and the benchmarks, plus one training step."""
-import contextlib
+"""Objects built from the Hydra config, shared by train.py and the benchmarks."""
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-
 from torch.utils.data import DataLoader
 
-from data.dataset import LengthGroupedBatchSampler, TrainingSteps
-from engine.distributed import check_batch_split
+from data.build import build_datasets, read_split
+from data.dataset import ClassificationDataset, LengthGroupedBatchSampler, TrainingSteps
+from data.tokenizer import Tokenizer, load_tokenizer
+from data.transform import BERTSentenceTransform
+from engine.analysis import display_texts
+from engine.inference import eval_loader
 from engine.optim import build_optimizer, cosine_with_warmup
 from model.bert import BertEncoder
 from model.classifier import BERTClassifier
 from model.dropout import Dropout
+
+
+@dataclass
+class TrainingData:
+    tokenizer: Tokenizer
+    pair: bool  # sentence pairs (data.text_b_column)
+    label_names: list[str]  # in id order
+    datasets: dict[str, ClassificationDataset]  # train, validation, test
+    train_loader: DataLoader
+    val_loader: DataLoader
+    val_texts: list[str] | None  # for the highest-loss tables (datasets keep token ids only)
+
+
+def build_data(cfg, ddp, device) -> TrainingData:
+    """Every split tokenized once, then batched by similar length and padded per batch; what reading
+    found (repairs, truncations, duplicates, overlap) is printed per split."""
+    tcfg = cfg.trainer
+    tokenizer = load_tokenizer(cfg.model.path)
+    transform = BERTSentenceTransform(tokenizer, cfg.data.max_len, pair=bool(cfg.data.text_b_column))
+    datasets, label_names, data_stats = build_datasets(cfg.data, transform)
+    for split, stats in data_stats.items():
+        print(f"{split:>10}: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
+    val_loader = eval_loader(datasets["validation"], tcfg.eval_batch_size, **loader_options(tcfg, device))
+    val_texts = display_texts(read_split(cfg.data, "validation")) if tcfg.analysis and ddp.is_main else None
+    return TrainingData(tokenizer, transform.pair, label_names, datasets,
+                        build_train_loader(cfg, datasets["train"], ddp, device), val_loader, val_texts)
+
+
+def loader_options(tcfg, device) -> dict:
+    return {"num_workers": tcfg.num_workers, "pin_memory": device.type == "cuda"}
+
+
+def planned_steps(tcfg, steps_per_epoch: int) -> int:
+    """Optimizer steps of the run: max_epochs of them, capped by max_steps; the schedule spans them."""
+    total = tcfg.max_epochs * steps_per_epoch
+    return min(total, tcfg.max_steps) if tcfg.max_steps else total
 
 
 def build_model(cfg, num_labels: int, device) -> BERTClassifier:
@@ -31,7 +69,6 @@ def build_train_loader(cfg, train_set, ddp, device) -> DataLoader:
     """Per optimizer step: this process's share of a global batch of trainer.batch_size examples of
     similar length, as trainer.grad_accum_steps micro-batches, each padded to its own longest."""
     tcfg = cfg.trainer
-    check_batch_split(ddp, tcfg.batch_size, tcfg.grad_accum_steps)
     global_batches = LengthGroupedBatchSampler(train_set.valid_length, tcfg.batch_size, shuffle=True,
                                                seed=cfg.seed, group_by_length=tcfg.group_by_length)
     steps = TrainingSteps(global_batches, ddp.world_size, ddp.rank, tcfg.grad_accum_steps)
@@ -50,43 +87,3 @@ def build_optimization(cfg, model, total_steps: int):
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: cosine_with_warmup(step, warmup_steps, total_steps, cfg.scheduler.min_lr_ratio))
     return optimizer, scheduler, warmup_steps
-
-
-class NonFiniteGradient(Exception):
-    pass
-
-
-def train_step(forward, micro_batches, optimizer, scheduler, trainable, max_grad_norm, mixed_precision,
-               on_nonfinite="stop", no_sync=contextlib.nullcontext):
-    """One optimizer step over this process's share of the global batch, given as micro-batches:
-    forward under autocast, fp32 loss, backward per micro-batch, then clip, step, schedule.
-
-    Each micro-batch's loss is its summed cross-entropy over the examples of the whole share, so the
-    accumulated gradient is the gradient of the share's mean loss, whatever the micro-batch sizes.
-    Under DDP, `no_sync` defers the gradient all-reduce to the last micro-batch, whose backward
-    averages over processes (equal shares: the mean over the global batch).
-
-    Returns device tensors (mean loss of the share, grad norm) so the caller decides when to pay for a
-    host sync. A non-finite gradient norm (NaN/inf loss or overflow) never reaches the weights: the
-    step is skipped (`on_nonfinite=skip`, the schedule still advances) or NonFiniteGradient is
-    raised. Every process sees the same all-reduced norm, so all take the same branch. Checking it
-    costs one host sync per step: free on CPU, a short stall on CUDA."""
-    examples = sum(len(batch.labels) for batch in micro_batches)
-    loss = 0.0
-    for i, batch in enumerate(micro_batches):
-        with no_sync() if i < len(micro_batches) - 1 else contextlib.nullcontext():
-            with mixed_precision:
-                logits = forward(batch.token_ids, batch.valid_length, batch.segment_ids)
-            micro_loss = F.cross_entropy(logits.float(), batch.labels, reduction="sum") / examples
-            micro_loss.backward()
-        loss = loss + micro_loss.detach()
-    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
-    finite = bool(torch.isfinite(grad_norm))
-    if finite:
-        optimizer.step()
-    elif on_nonfinite == "stop":
-        optimizer.zero_grad(set_to_none=True)
-        raise NonFiniteGradient(f"loss {loss.item():.4g}, gradient norm {grad_norm.item():.4g}")
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss, grad_norm, finite

@@ -34,7 +34,8 @@ class Distributed:
         return self.world_size > 1
 
 
-def _launch_env() -> Distributed:
+def launch_env() -> Distributed:
+    """This process's place in the launch, from the environment torchrun or srun set (nothing is joined)."""
     env = os.environ
     if "RANK" in env and "WORLD_SIZE" in env:  # torchrun, or anything that follows its contract
         return Distributed(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)))
@@ -56,7 +57,7 @@ def _launch_env() -> Distributed:
 
 def init_distributed(device_name: str) -> tuple[Distributed, torch.device]:
     """Joins the process group (nccl on CUDA, gloo on CPU) and picks this process's device."""
-    ddp = _launch_env()
+    ddp = launch_env()
     device = pick_device(device_name)
     if not ddp.active:
         return ddp, device
@@ -124,19 +125,6 @@ def wrap_model(ddp: Distributed, model, device):
     wrapped = torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
     return wrapped, wrapped.no_sync
-
-
-def check_batch_split(ddp: Distributed, batch_size: int, grad_accum_steps: int):
-    """trainer.batch_size is the global batch of one optimizer step, however many processes run."""
-    if grad_accum_steps < 1:
-        raise UserError(f"trainer.grad_accum_steps={grad_accum_steps} must be at least 1")
-    if batch_size % ddp.world_size:
-        raise UserError(f"trainer.batch_size={batch_size} is the global batch and must divide evenly over "
-                        f"{ddp.world_size} processes")
-    share = batch_size // ddp.world_size
-    if grad_accum_steps > share:
-        raise UserError(f"trainer.grad_accum_steps={grad_accum_steps} exceeds the {share} examples each "
-                        f"process gets per step (trainer.batch_size={batch_size} over {ddp.world_size})")
 
 
 def leaves_process_group(main):

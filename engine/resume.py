@@ -8,6 +8,8 @@ workers draw no random numbers (collation is deterministic), so they have no RNG
 """
 import json
 import random
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +17,37 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from common.errors import UserError
+from model.checkpoint import existing_checkpoint_dir, save_checkpoint
 
 STATE_TENSORS, STATE_JSON = "training_state.safetensors", "training_state.json"
+
+
+@dataclass
+class TrainingProgress:
+    """Where training stands: what `checkpoints/last` records besides weights, optimizer and RNG.
+    `epoch`/`batch_in_epoch` say where to continue: after `batch_in_epoch` batches of `epoch` (0-based)."""
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best: dict | None = None  # the history entry of the best validation epoch so far
+    history: list = field(default_factory=list)  # one entry per validated epoch
+    skipped_steps: int = 0  # non-finite steps skipped (trainer.on_nonfinite=skip)
+    train_seconds: float = 0.0  # training time so far, over every session of a resumed run
+    validation_seconds: float = 0.0
+    # The loss summed since the last log line, and over how many steps: a resume logs the same means.
+    # While training it is a device tensor, so that adding to it costs no host sync.
+    running_loss: float | torch.Tensor = 0.0
+    running_count: int = 0
+
+    def start_clock(self):
+        """Training time counts from here, on top of the seconds earlier sessions trained."""
+        self._clock_origin = time.perf_counter() - self.train_seconds
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._clock_origin
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "running_loss": float(self.running_loss)}
 
 
 def rng_state() -> dict:
@@ -27,8 +58,16 @@ def rng_state() -> dict:
             "python": random.getstate(), "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]]}
 
 
+def save_resumable(directory: Path, model, info, tokenizer, config_yaml: str, optimizer, scheduler,
+                   progress: TrainingProgress, rng_states: list[dict]):
+    """checkpoints/last: the classifier checkpoint plus the training state, written in one atomic save.
+    `rng_states`: rng_state() of every process, in rank order."""
+    state = progress.to_dict()
+    save_checkpoint(directory, model, info, tokenizer, config_yaml,
+                    lambda tmp: write_training_state(tmp, optimizer, scheduler, state, rng_states))
+
+
 def write_training_state(directory: Path, optimizer, scheduler, progress: dict, rng_states: list[dict]):
-    """`rng_states`: rng_state() of every process, in rank order."""
     tensors, optimizer_state = {}, optimizer.state_dict()
     for index, state in optimizer_state["state"].items():
         for name, value in state.items():
@@ -47,7 +86,7 @@ def write_training_state(directory: Path, optimizer, scheduler, progress: dict, 
     (directory / STATE_JSON).write_text(json.dumps(meta))
 
 
-def read_training_state(directory: Path, optimizer, scheduler, rank: int = 0) -> dict:
+def read_training_state(directory: Path, optimizer, scheduler, rank: int = 0) -> TrainingProgress:
     """Restores optimizer, schedule and this rank's RNG states in place; returns the saved progress.
     A rank the checkpoint has no RNG state for (resumed on more processes) keeps its fresh seed."""
     for name in (STATE_TENSORS, STATE_JSON):
@@ -78,4 +117,23 @@ def read_training_state(directory: Path, optimizer, scheduler, rank: int = 0) ->
         random.setstate((version, tuple(internal), gauss))
         name, keys, *rest = meta["rng"][rank]["numpy"]
         np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
-    return meta["progress"]
+    return TrainingProgress(**meta["progress"])
+
+
+def resume_directory(resume, last_dir: Path):
+    """trainer.resume: null (fresh run), auto (this run's checkpoints/last if present), or a path
+    to a `last` checkpoint or to the run directory holding it."""
+    last = existing_checkpoint_dir(last_dir)
+    if resume is None:
+        if last.exists():
+            raise UserError(f"{last} exists: pass trainer.resume=auto to continue that run, or use "
+                            "another hydra.run.dir (starting over would overwrite it)")
+        return None
+    if resume == "auto":
+        return last if last.exists() else None
+    path = existing_checkpoint_dir(Path(resume))
+    if (path / "checkpoints" / "last").exists():
+        path = existing_checkpoint_dir(path / "checkpoints" / "last")
+    if not path.is_dir():
+        raise UserError(f"trainer.resume={resume}: no such checkpoint directory")
+    return path
