@@ -18,6 +18,7 @@ from data.build import label_ids, read_split
 from data.dataset import ClassificationDataset
 from engine.analysis import display_texts, write_analysis
 from engine.baselines import FrozenEncoder, format_comparison, logistic_regression, most_frequent_class
+from common.checks import check_evaluate
 from common.cli import check_overrides
 from common.errors import UserError, exit_on_user_error
 from engine.evaluation import evaluate_with_outputs
@@ -76,6 +77,7 @@ def baselines(encoder: FrozenEncoder, train, train_labels, examples, eval_labels
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 @exit_on_user_error
 def main(cfg: DictConfig):
+    check_evaluate(cfg)
     configure_cpu(cfg.threads)
     device = pick_device(cfg.device)
     loaded = load_checkpoint(cfg.checkpoint, device)
@@ -112,5 +114,5 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
-    check_overrides("evaluate")
+    check_overrides("evaluate", checks=check_evaluate)
     main()

@@ -10,6 +10,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from common.checks import check_predict
 from common.cli import check_overrides
 from common.errors import exit_on_user_error
 from engine.inference import Predictor
@@ -66,6 +67,7 @@ def write_records(predictor, texts, out):
 @hydra.main(config_path="conf", config_name="predict", version_base="1.3")
 @exit_on_user_error
 def main(cfg: DictConfig):
+    check_predict(cfg)
     configure_cpu(cfg.threads)
     device = pick_device(cfg.device)
     predictor = Predictor(load_checkpoint(cfg.checkpoint, device), device, cfg.precision, cfg.batch_size,
@@ -81,5 +83,5 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
-    check_overrides("predict")
+    check_overrides("predict", checks=check_predict)
     main()

@@ -1,13 +1,17 @@
-"""Command-line edge: config mistakes (unknown key, missing group option, bad syntax) in one line."""
+"""Command-line edge: config mistakes (unknown key, missing group option, bad syntax, a value of the
+wrong type or not among a key's choices) in one line."""
+import re
 import sys
 
 from common.config import PROJECT_ROOT
-from common.errors import EXIT_USER_ERROR
+from common.errors import EXIT_USER_ERROR, UserError
 
 
-def check_overrides(config_name: str, argv=None):
+def check_overrides(config_name: str, argv=None, checks=None):
     """Composes the config once before Hydra runs, because Hydra reports these mistakes over
-    several lines with exit code 1. Multirun sweeps (`-m a=1,2`) are left to Hydra itself."""
+    several lines with exit code 1, then runs the entry script's `checks(cfg)` (common/checks.py)
+    on it: a refused value ends here, before Hydra creates the run directory. Multirun sweeps
+    (`-m a=1,2`) are left to Hydra itself, and each job's main runs the checks."""
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-m", "--multirun") for a in argv) or any(a.startswith("-") for a in argv):
         return
@@ -20,15 +24,50 @@ def check_overrides(config_name: str, argv=None):
         with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
             cfg = compose(config_name, overrides=argv)
     except Exception as e:  # Hydra raises several exception types; all mean "this config is wrong"
-        message = str(e).split("Config search path")[0]  # the search path dump is noise to a user
-        lines = [line.strip() for line in message.splitlines() if line.strip() and not line.startswith(" ")]
-        fail("; ".join(lines) or type(e).__name__)
+        fail(describe_composition_error(e))
     try:
         missing = sorted(OmegaConf.missing_keys(cfg))
     except InterpolationToMissingValueError as e:  # e.g. model.name: ${model.path} with no path given
         missing = [str(e).split("Missing mandatory value: ")[-1].splitlines()[0]]
     if missing:
         fail(f"{missing[0]} has no value: pass {missing[0]}=...")
+    if checks is not None:
+        try:
+            checks(cfg)
+        except UserError as e:
+            fail(str(e))
+
+
+TYPE_NAMES = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "String": "a string"}
+
+
+def describe_composition_error(e: Exception) -> str:
+    """A value the schema (common/schema.py) refuses, as `key=value is not ...`; anything else as
+    Hydra's message without its indented detail and config search path."""
+    from omegaconf.errors import ValidationError
+
+    cause = e
+    while cause is not None and not (isinstance(cause, ValidationError) and getattr(cause, "full_key", None)):
+        cause = cause.__cause__
+    if cause is not None:
+        return refused_value(cause.full_key, cause.value, cause.msg.splitlines()[0])
+    message = str(e).split("Config search path")[0]  # the search path dump is noise to a user
+    lines = [line.strip() for line in message.splitlines() if line.strip() and not line.startswith(" ")]
+    return "; ".join(lines) or type(e).__name__
+
+
+def refused_value(key: str, value, reason: str) -> str:
+    if choices := re.match(r"Invalid value '.*', expected one of \[(.*)\]", reason):
+        return f"{key}={value} is not one of {choices.group(1)}"
+    if kind := re.search(r"could not be converted to (\w+)", reason):
+        return f"{key}={value} is not {TYPE_NAMES.get(kind.group(1), kind.group(1))}"
+    if "is not a valid bool" in reason:
+        return f"{key}={value} is not true or false"
+    if "to string" in reason:  # a list or mapping given for a string
+        return f"{key}={value} is not a string"
+    if "is not a ListConfig" in reason:
+        return f"{key}={value} is not a list (write [a,b])"
+    return f"{key}: {reason}"
 
 
 def fail(message: str):

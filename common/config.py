@@ -10,6 +10,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+import common.schema  # noqa: F401  (registers the types behind conf/ in Hydra's ConfigStore)
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -20,6 +20,7 @@ import common.config  # noqa: F401  (registers config resolvers)
 from data.build import describe_across, label_ids, label_names, read_splits, split_stats
 from data.tokenizer import Tokenizer, load_tokenizer
 from data.transform import BERTSentenceTransform
+from common.checks import check_report
 from common.cli import check_overrides
 from common.errors import exit_on_user_error
 from common.plot_labels import plottable
@@ -115,6 +116,7 @@ def save_plots(report: dict, out: Path, title: str) -> list[Path]:
 @hydra.main(config_path="../conf", config_name="report", version_base="1.3")
 @exit_on_user_error
 def main(cfg: DictConfig):
+    check_report(cfg)
     tokenizer = load_tokenizer(cfg.model.path)
     report = describe(cfg.data, tokenizer)
     print(f"{cfg.data.name}: {cfg.data.train}; tokenizer of {cfg.model.path} ({tokenizer.vocab_size:,} ids)\n")
@@ -124,5 +126,5 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
-    check_overrides("report")
+    check_overrides("report", checks=check_report)
     main()

@@ -37,13 +37,13 @@ from safetensors.torch import save_file
 from torch import nn
 
 from data.tokenizer import SentencePieceTokenizer, Tokenizer, read_tokenizer_config
+from common.checks import check_export
 from common.cli import check_overrides
 from common.errors import UserError, exit_on_user_error
 from model.bert import ours_to_hf
 from model.checkpoint import ClassifierInfo, LoadedClassifier, existing_checkpoint_dir, load_checkpoint
 from model.classifier import BERTClassifier
 
-FORMATS = ("hf", "onnx")
 LABELS_FILE, ONNX_FILE = "labels.json", "model.onnx"
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 SENTENCEPIECE_NOTE = (
@@ -192,8 +192,7 @@ def check_out_dir(out: Path, checkpoint: Path, overwrite: bool):
 @hydra.main(config_path="../conf", config_name="export", version_base="1.3")
 @exit_on_user_error
 def main(cfg: DictConfig):
-    if cfg.format not in FORMATS:
-        raise UserError(f"format={cfg.format!r} is not one of {', '.join(FORMATS)}")
+    check_export(cfg)
     source, out = existing_checkpoint_dir(cfg.checkpoint), Path(cfg.out)
     check_out_dir(out, source, cfg.overwrite)
     loaded = load_checkpoint(source)
@@ -212,5 +211,5 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
-    check_overrides("export")
+    check_overrides("export", checks=check_export)
     main()

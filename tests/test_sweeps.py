@@ -127,8 +127,8 @@ def run_hparams_of_default_config() -> dict:
 
 
 def test_failed_job_is_listed_not_dropped(tiny_model_dir, tiny_data, tmp_path):
-    result = run_script(*tiny_job_args(tiny_model_dir, tiny_data, tmp_path, "model.pooling=mean,nonsense",
-                                       "optim.lr=3e-3"))
+    result = run_script(*tiny_job_args(tiny_model_dir, tiny_data, tmp_path, "model.pooling=mean",
+                                       "model.dropout=0.1,1.0", "optim.lr=3e-3"))
     assert result.returncode != 0  # Hydra ends a sweep at its first failing job
     summary = run_script("-m", "engine.sweep_summary", str(tmp_path))
     assert summary.returncode == 0, summary.stderr

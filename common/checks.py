@@ -1,0 +1,143 @@
+"""Ranges and relations between config values, checked first by each entry script, before any data
+is read or any model is built: a mistake costs seconds, not a tokenized corpus, and reads as one line.
+
+Types and choices are already enforced by the schema when Hydra composes (common/schema.py); here is
+what a type cannot say. Each entry script calls its one function: check_train (train.py),
+check_evaluate, check_predict, check_report (data.report), check_export (model.export).
+"""
+import json
+import math
+import re
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from common.errors import UserError
+
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+SEED_RANGE = 2 ** 32  # numpy's seeds are 32-bit
+
+
+def require(ok: bool, key: str, value, rule: str):
+    if not ok:
+        raise UserError(f"{key}={value} {rule}")
+
+
+def at_least(section, names, minimum: int, prefix: str):
+    for name in names:
+        value = section[name]
+        if value is not None:  # null: the key's documented "not set"
+            require(value >= minimum, f"{prefix}{name}", value, f"must be at least {minimum}")
+
+
+def check_train(cfg, processes: int = 1):
+    """`processes`: how many training processes this launch has (torchrun/srun), for the batch split."""
+    require(0 <= cfg.seed < SEED_RANGE, "seed", cfg.seed, f"must be in [0, {SEED_RANGE})")
+    check_model(cfg.model)
+    check_data(cfg.data)
+    check_optimization(cfg.optim, cfg.scheduler)
+    check_trainer(cfg.trainer, processes)
+    check_max_len(cfg.data, resolved(cfg, "model.path"))  # last: resolving it may build an encoder directory
+
+
+def check_evaluate(cfg):
+    at_least(cfg, ("top_losses", "projector_max_examples", "batch_size", "threads"), 1, "")
+    check_device(cfg.device, "device")
+    if cfg.data is not None:
+        check_data(cfg.data, train_required=False)
+
+
+def check_predict(cfg):
+    at_least(cfg, ("batch_size", "threads"), 1, "")
+    check_device(cfg.device, "device")
+
+
+def check_report(cfg):
+    check_data(cfg.data)
+    check_max_len(cfg.data, resolved(cfg, "model.path"))
+
+
+def check_export(cfg):
+    require(cfg.opset >= 7, "opset", cfg.opset, "must be at least 7 (ONNX Runtime reads 7 and later)")
+
+
+def check_model(model):
+    require(0 <= model.dropout < 1, "model.dropout", model.dropout, "must be in [0, 1)")
+
+
+def check_data(data, train_required: bool = True):
+    if train_required and not resolved(data, "train"):
+        raise UserError("data.train is not set (path of the training file)")
+    require(data.split_seed >= 0, "data.split_seed", data.split_seed, "must be at least 0")
+    require(data.format != "txt" or data.delimiter != "", "data.delimiter", "''", "must be set for data.format=txt")
+    if data.labels is not None:
+        repeated = sorted({name for name in data.labels if list(data.labels).count(name) > 1})
+        require(not repeated, "data.labels", list(data.labels), f"names {repeated[0] if repeated else ''!r} twice")
+    carved = [name for name in ("validation", "test") if not resolved(data, name)]
+    if carved:  # split fractions only matter for the splits carved out of data.train
+        fractions = {name: data.split[name] for name in ("train", "validation", "test")}
+        for name, value in fractions.items():
+            require(0 <= value <= 1, f"data.split.{name}", value, "must be in [0, 1]")
+        for name in ("train", *carved):
+            require(fractions[name] > 0, f"data.split.{name}", fractions[name],
+                    f"must be above 0: the {name} split is carved out of data.train")
+        total = sum(fractions.values())
+        require(math.isclose(total, 1, abs_tol=1e-6), "data.split", dict(fractions), f"sums to {total:g}, not 1")
+
+
+def check_max_len(data, model_path):
+    """max_len leaves room for text between [CLS] and [SEP] (and the pair's second [SEP]) and fits the
+    encoder's position table (its config.json): a longer sequence would index past it mid-training."""
+    minimum = 4 if data.text_b_column else 3
+    require(data.max_len >= minimum, "data.max_len", data.max_len,
+            f"must be at least {minimum}: [CLS], [SEP]{', [SEP]' if minimum == 4 else ''} and one token of text")
+    positions = encoder_positions(model_path)
+    require(data.max_len <= positions, "data.max_len", data.max_len,
+            f"exceeds the {positions} positions of the encoder ({Path(model_path) / 'config.json'})")
+
+
+def encoder_positions(model_path) -> int:
+    config = Path(model_path) / "config.json"
+    if not config.is_file():
+        raise UserError(f"model.path={model_path}: no encoder there ({config.name} not found)")
+    try:
+        return int(json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings", 512))
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise UserError(f"{config}: not a valid encoder config ({e})") from None
+
+
+def check_optimization(optim, scheduler):
+    require(optim.lr > 0, "optim.lr", optim.lr, "must be above 0")
+    require(optim.weight_decay >= 0, "optim.weight_decay", optim.weight_decay, "must be at least 0")
+    require(optim.eps > 0, "optim.eps", optim.eps, "must be above 0")
+    betas = list(optim.betas)
+    require(len(betas) == 2 and all(0 <= b < 1 for b in betas), "optim.betas", betas, "must be two numbers in [0, 1)")
+    for name in ("warmup_ratio", "min_lr_ratio"):
+        require(0 <= scheduler[name] <= 1, f"scheduler.{name}", scheduler[name], "must be in [0, 1]")
+
+
+def check_trainer(trainer, processes: int):
+    at_least(trainer, ("max_epochs", "max_steps", "batch_size", "grad_accum_steps", "eval_batch_size",
+                       "log_every", "top_losses", "projector_max_examples", "threads"), 1, "trainer.")
+    at_least(trainer, ("num_workers", "save_every_steps"), 0, "trainer.")
+    require(trainer.max_grad_norm > 0, "trainer.max_grad_norm", trainer.max_grad_norm, "must be above 0")
+    check_device(trainer.device, "trainer.device")
+    # trainer.batch_size is the global batch of one optimizer step, however many processes run.
+    batch, accum = trainer.batch_size, trainer.grad_accum_steps
+    require(batch % processes == 0, "trainer.batch_size", batch,
+            f"is the global batch and must divide evenly over {processes} processes")
+    share = batch // processes
+    require(accum <= share, "trainer.grad_accum_steps", accum,
+            f"exceeds the {share} examples each process gets per step (trainer.batch_size={batch} over {processes})")
+
+
+def check_device(device: str, key: str):
+    require(DEVICE.fullmatch(device) is not None, key, device, "is not one of auto, cpu, cuda, cuda:N, mps")
+
+
+def resolved(cfg, key: str):
+    """A value whose interpolation may fail (a resolver of a package not installed) as the user's one line."""
+    try:
+        return OmegaConf.select(cfg, key, throw_on_missing=True)
+    except Exception as e:  # resolver errors come in several types; all mean "this value cannot be had"
+        raise UserError(f"{key}: {str(e).splitlines()[0]}") from None
