@@ -1,20 +1,65 @@
-"""Baselines to read a fine-tuned model's scores against, as "NLP with Transformers" ch. 2 does: the
-most frequent class of the training split, and logistic regression on the sentence vectors of the
-frozen pretrained encoder (the one the checkpoint was fine-tuned from), fitted on the training split.
+"""Baselines to read a fine-tuned model's scores against (evaluate.py baselines=true), all fitted on
+the training split and scored on the evaluated one: the most frequent class; logistic regression on
+character 1-3-gram TF-IDF of the texts (what reviewers ask first; no tokenizer, so any script, Korean
+included); and, as "NLP with Transformers" ch. 2 does, logistic regression on the sentence vectors of
+the frozen pretrained encoder the checkpoint was fine-tuned from.
 """
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
+from common.errors import UserError
+from data.build import label_ids, read_split
 from data.dataset import ClassificationDataset
+from data.readers import Examples
 from data.tokenizer import load_tokenizer
 from data.transform import BERTSentenceTransform
+from engine.analysis import display_texts
 from engine.inference import eval_loader, predict_outputs, prepare_for_inference
 from engine.metrics import classification_metrics
 from model.bert import BertEncoder
+from model.checkpoint import TRAIN_CONFIG
 from model.classifier import BERTClassifier
+
+
+def checkpoint_train_config(checkpoint, needed_for: str):
+    """The resolved config of the run that wrote `checkpoint` (its train_config.yaml)."""
+    path = Path(checkpoint) / TRAIN_CONFIG
+    if not path.is_file():
+        raise UserError(f"{path} is missing: pass {needed_for}")
+    return OmegaConf.load(path)
+
+
+@dataclass
+class Baselines:
+    """What the baselines are fitted on, read and checked before the (slow) evaluation pass."""
+    train: Examples
+    train_labels: np.ndarray
+    encoder: "FrozenEncoder"
+
+    @classmethod
+    def prepare(cls, cfg, data_cfg, loaded, device) -> "Baselines":
+        """cfg: evaluate.py's config; loaded: the checkpoint (its labels, pooling, max_len)."""
+        train = read_split(data_cfg, "train")
+        return cls(train, label_ids(train, loaded.info.labels), FrozenEncoder.of_checkpoint(cfg, loaded, device))
+
+    def scores(self, examples: Examples, eval_labels, label_names: list[str]) -> list[dict]:
+        started = time.perf_counter()
+        train_vectors = self.encoder.vectors(self.train.texts, self.train.texts_b)
+        eval_vectors = self.encoder.vectors(examples.texts, examples.texts_b)
+        print(f"\nbaselines: frozen-encoder vectors of {len(self.train)} training + {len(examples)} evaluated texts "
+              f"in {time.perf_counter() - started:.0f}s")
+        return [most_frequent_class(self.train_labels, eval_labels, label_names),
+                logistic_regression(train_vectors, self.train_labels, eval_vectors, eval_labels, label_names,
+                                    f"logistic regression, frozen encoder ({self.encoder.pooling})"),
+                tfidf_logistic_regression(display_texts(self.train), self.train_labels, display_texts(examples),
+                                          eval_labels, label_names)]
 
 
 def most_frequent_class(train_labels, eval_labels, label_names: list[str]) -> dict:
@@ -26,6 +71,20 @@ def most_frequent_class(train_labels, eval_labels, label_names: list[str]) -> di
 
 class FrozenEncoder:
     """The pretrained encoder, untouched, pooled as the classifier pools (pooler | cls | mean)."""
+
+    @classmethod
+    def of_checkpoint(cls, cfg, loaded, device) -> "FrozenEncoder":
+        """baseline_encoder, else the encoder the checkpoint was fine-tuned from (its model.path), pooled
+        as baseline_pooling says, else as the checkpoint pools."""
+        if cfg.baseline_encoder:
+            path, key = Path(cfg.baseline_encoder), "baseline_encoder"
+        else:
+            path = Path(checkpoint_train_config(cfg.checkpoint, "baseline_encoder=DIR").model.path)
+            key = f"model.path in {TRAIN_CONFIG}"
+        if not path.is_dir():
+            raise UserError(f"{path} ({key}): pretrained encoder directory not found; pass baseline_encoder=DIR")
+        return cls(path, cfg.baseline_pooling or loaded.info.pooling, loaded.info.max_len, loaded.info.pair, device,
+                   cfg.precision, cfg.pack_weights, cfg.batch_size)
 
     def __init__(self, encoder_dir, pooling: str, max_len: int, pair: bool, device, precision: str,
                  pack_weights: bool, batch_size: int):
@@ -52,6 +111,20 @@ def logistic_regression(train_vectors, train_labels, eval_vectors, eval_labels, 
     metrics = classification_metrics(eval_labels, classifier.predict(eval_vectors), label_names)
     return {"name": name, "fit_seconds": round(time.perf_counter() - started, 1),
             **metrics}
+
+
+def tfidf_logistic_regression(train_texts: list[str], train_labels, eval_texts: list[str], eval_labels,
+                              label_names: list[str]) -> dict:
+    """Logistic regression (C=1, max_iter=3000) on TF-IDF of character 1- to 3-grams, fitted on the
+    training texts (pairs as `a [SEP] b`). Characters need no tokenizer: Hangul works as English does."""
+    started = time.perf_counter()
+    vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3))
+    with threadpool_limits(1):  # as logistic_regression: one BLAS thread
+        classifier = LogisticRegression(C=1, max_iter=3000).fit(vectorizer.fit_transform(train_texts), train_labels)
+    predicted = classifier.predict(vectorizer.transform(eval_texts))
+    return {"name": "logistic regression, TF-IDF of character 1-3-grams",
+            "fit_seconds": round(time.perf_counter() - started, 1),
+            **classification_metrics(eval_labels, predicted, label_names)}
 
 
 def format_comparison(rows: list[dict]) -> str:

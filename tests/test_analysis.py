@@ -13,7 +13,7 @@ from data.build import label_ids
 from data.dataset import ClassificationDataset
 from data.readers import read_examples
 from engine.analysis import highest_loss_examples, markdown_table
-from engine.baselines import logistic_regression, most_frequent_class
+from engine.baselines import logistic_regression, most_frequent_class, tfidf_logistic_regression
 from engine.evaluation import Evaluation
 from engine.inference import eval_loader, predict_logits, predict_outputs
 from engine.metrics import classification_metrics
@@ -90,13 +90,15 @@ def test_evaluate_writes_the_confusion_matrix_png_and_tensorboard(evaluated):
 def test_baselines_are_printed_and_the_dummy_scores_the_majority_share(evaluated, tiny_data):
     out, result = evaluated
     report = json.loads((out / "report.json").read_text())
-    majority, logreg = report["baselines"]
+    majority, logreg, tfidf = report["baselines"]
     train_labels = read_file_labels(tiny_data["train"])
     top_class = LABELS[np.bincount(train_labels, minlength=3).argmax()]
     assert majority["name"] == f"most frequent class ({top_class})"
     validation = read_file_labels(tiny_data["validation"])
     assert majority["accuracy"] == pytest.approx(np.mean(validation == LABELS.index(top_class)))
     assert 0 <= logreg["accuracy"] <= 1 and "logistic regression" in logreg["name"]
+    # The class words decide the class: character n-grams of the texts find them.
+    assert tfidf["name"] == "logistic regression, TF-IDF of character 1-3-grams" and tfidf["accuracy"] > 0.9
     assert "most frequent class" in result.stdout and "fine-tuned model" in result.stdout
 
 
@@ -131,6 +133,20 @@ def test_logistic_regression_is_fitted_on_train_and_scored_on_the_evaluated_spli
     assert logistic_regression(train, train_labels, evaluated, eval_labels, LABELS)["accuracy"] == 1.0
     # Scored against other labels than the ones it was fitted to: no longer perfect.
     assert logistic_regression(train, train_labels, evaluated, (eval_labels + 1) % 3, LABELS)["accuracy"] == 0.0
+
+
+def test_tfidf_baseline_is_fitted_on_the_training_texts_in_any_script():
+    words = {0: ["기쁘다", "행복해요"], 1: ["슬프다", "눈물"], 2: ["happy", "great"]}
+    rng = np.random.default_rng(0)
+    filler = ["오늘", "정말", "the", "day", "그리고"]
+
+    def texts(labels):
+        return [" ".join([*rng.choice(filler, 3), rng.choice(words[int(y)])]) for y in labels]
+
+    train_labels, eval_labels = rng.integers(0, 3, 60), rng.integers(0, 3, 30)
+    train, evaluated = texts(train_labels), texts(eval_labels)
+    assert tfidf_logistic_regression(train, train_labels, evaluated, eval_labels, LABELS)["accuracy"] == 1.0
+    assert tfidf_logistic_regression(train, train_labels, evaluated, (eval_labels + 1) % 3, LABELS)["accuracy"] == 0.0
 
 
 def test_training_logs_confusion_pr_curves_table_and_projector(trained_run):

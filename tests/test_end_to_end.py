@@ -76,7 +76,8 @@ def test_evaluate_with_packed_weights_and_baselines_repeats_the_metrics(trained_
     assert report["accuracy"] == pytest.approx(train_metrics["accuracy"])
     assert report["macro_f1"] == pytest.approx(train_metrics["macro_f1"])
     assert [b["name"].split(" (")[0] for b in report["baselines"]] == ["most frequent class",
-                                                                       "logistic regression, frozen encoder"]
+                                                                       "logistic regression, frozen encoder",
+                                                                       "logistic regression, TF-IDF of character 1-3-grams"]
 
 
 def test_predict_piped_lines_give_one_json_object_each(trained_run):
