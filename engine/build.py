@@ -13,7 +13,7 @@ from engine.inference import eval_loader
 from engine.optim import build_optimizer, cosine_with_warmup
 from model.bert import BertEncoder
 from model.classifier import BERTClassifier
-from model.dropout import Dropout
+from model.dropout import use_fast_dropout
 
 
 @dataclass
@@ -55,9 +55,7 @@ def planned_steps(tcfg, steps_per_epoch: int) -> int:
 def build_model(cfg, num_labels: int, device) -> BERTClassifier:
     encoder = BertEncoder.from_pretrained(cfg.model.path)
     model = BERTClassifier(encoder, num_labels, cfg.model.dropout, cfg.model.pooling).to(device)
-    for module in model.modules():
-        if isinstance(module, Dropout):
-            module.fast = cfg.model.fast_dropout
+    use_fast_dropout(model, cfg.model.fast_dropout)
     if cfg.model.freeze_embeddings:
         model.encoder.embeddings.requires_grad_(False)
     if cfg.model.pooling != "pooler":  # cls/mean never use it: no gradient to wait for (DDP) or apply

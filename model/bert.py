@@ -86,16 +86,12 @@ class SelfAttention(nn.Module):
         self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.out = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.probs_dropout = Dropout(cfg.attention_probs_dropout_prob)
-        self.qkv = None  # query, key and value as one product, once packed for inference (model/packed_linear.py)
 
     def forward(self, x, key_mask):
         B, T, C = x.shape
         # (B, T, C) -> (B, heads, T, head_dim)
-        if self.qkv is not None:
-            q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
-        else:
-            q, k, v = (proj(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-                       for proj in (self.query, self.key, self.value))
+        q, k, v = (proj(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+                   for proj in (self.query, self.key, self.value))
         drop = self.probs_dropout
         if drop.uses_fast_mask(x):
             # What SDPA's math kernel computes, which is the one CPU SDPA runs when dropout is on,

@@ -49,3 +49,10 @@ class Dropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, fast={self.fast}"
+
+
+def use_fast_dropout(model: nn.Module, fast: bool):
+    """model.fast_dropout for every Dropout of `model`: the cheaper CPU mask, or torch's own dropout."""
+    for module in model.modules():
+        if isinstance(module, Dropout):
+            module.fast = fast

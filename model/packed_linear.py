@@ -3,8 +3,8 @@
 nn.Linear on CPU hands its row-major weight to the GEMM library on every call. At the sizes
 predict.py sees (one sentence, ~17 tokens) those calls run far below the machine's peak. Here each
 weight is reordered once into oneDNN's blocked layout (the packing torch.compile does on CPU) and
-oneDNN is called directly; each attention layer's query, key and value projections become one
-product, and the feed-forward activation runs inside the first product. In fp32, results differ from
+oneDNN is called directly; each attention layer becomes a PackedSelfAttention whose query, key and
+value projections are one product, and the feed-forward activation runs inside the first product. In fp32, results differ from
 nn.Linear's only in summation order (probabilities within ~1e-5); figures in BENCHMARKS.md.
 
 Only for models that are done training: a packed weight is an opaque oneDNN tensor without
@@ -12,6 +12,7 @@ autograd, and it is not part of the state dict. Saving a packed model raises rat
 checkpoint without its Linear weights.
 """
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model.bert import Layer, SelfAttention
@@ -61,6 +62,23 @@ class PackedLinear(nn.Module):
                 f"activation={self.activation}")
 
 
+class PackedSelfAttention(nn.Module):
+    """SelfAttention of a model done training: query, key and value as one packed product, no dropout."""
+
+    def __init__(self, attention: SelfAttention, dtype: torch.dtype):
+        super().__init__()
+        self.n_head = attention.n_head
+        self.qkv = PackedLinear([attention.query, attention.key, attention.value], dtype)
+        self.out = PackedLinear([attention.out], dtype)
+
+    def forward(self, x, key_mask):
+        B, T, C = x.shape
+        # (B, T, 3C) -> three (B, heads, T, head_dim)
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+        return self.out(y.transpose(1, 2).reshape(B, T, C))
+
+
 def pack_linears(model: nn.Module, precision: str) -> bool:
     """Packs every nn.Linear of a CPU model, in place, fusing where the BERT layers allow; what is
     packed already stays as it is. Returns False, leaving the model as it was, where this torch or
@@ -68,14 +86,12 @@ def pack_linears(model: nn.Module, precision: str) -> bool:
     dtype = PACKED_DTYPES[precision]
     if not can_pack(dtype):
         return False
-    for module in list(model.modules()):
-        if isinstance(module, SelfAttention) and module.qkv is None:
-            module.qkv = PackedLinear([module.query, module.key, module.value], dtype)
-            module.query = module.key = module.value = None
-        elif (isinstance(module, Layer) and isinstance(module.ffn_in, nn.Linear)
-              and module.hidden_act in FUSED_ACTIVATIONS):
-            module.ffn_in = PackedLinear([module.ffn_in], dtype, activation=module.hidden_act)
-            module.act = nn.Identity()
+    for layer in [m for m in model.modules() if isinstance(m, Layer)]:
+        if isinstance(layer.attn, SelfAttention):
+            layer.attn = PackedSelfAttention(layer.attn, dtype)
+        if isinstance(layer.ffn_in, nn.Linear) and layer.hidden_act in FUSED_ACTIVATIONS:
+            layer.ffn_in = PackedLinear([layer.ffn_in], dtype, activation=layer.hidden_act)
+            layer.act = nn.Identity()
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear):

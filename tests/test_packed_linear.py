@@ -14,7 +14,7 @@ from engine.inference import Predictor, prepare_for_inference
 from model.bert import BertEncoder
 from model.checkpoint import ClassifierInfo, load_checkpoint, save_checkpoint
 from model.classifier import BERTClassifier
-from model.packed_linear import FUSED_ACTIVATIONS, PackedLinear, can_pack, pack_linears
+from model.packed_linear import FUSED_ACTIVATIONS, PackedLinear, PackedSelfAttention, can_pack, pack_linears
 from tests.conftest import run_script, tiny_config
 
 pytestmark = pytest.mark.skipif(not can_pack(torch.float32), reason="this torch build has no oneDNN packing")
@@ -46,7 +46,7 @@ def test_packed_fp32_gives_the_same_logits(pooling, hidden_act):
     packed = copy.deepcopy(plain)
     assert pack_linears(packed, "fp32")
     assert not any(isinstance(m, nn.Linear) for m in packed.modules())
-    assert all(layer.attn.qkv is not None and layer.attn.query is None for layer in packed.encoder.layers)
+    assert all(isinstance(layer.attn, PackedSelfAttention) for layer in packed.encoder.layers)
     batch = padded_batch()
     with torch.inference_mode():
         expected, got = plain(*batch), packed(*batch)
