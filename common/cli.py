@@ -31,11 +31,24 @@ def check_overrides(config_name: str, argv=None, checks=None):
         missing = [str(e).split("Missing mandatory value: ")[-1].splitlines()[0]]
     if missing:
         fail(f"{missing[0]} has no value: pass {missing[0]}=...")
+    refuse_loose_booleans(cfg, argv)
     if checks is not None:
         try:
             checks(cfg)
         except UserError as e:
             fail(str(e))
+
+
+def refuse_loose_booleans(cfg, argv):
+    """OmegaConf reads yes/no/on/off/1/0 as booleans; on the command line `pack_weights=yes` is more
+    likely a misunderstanding than a choice, so only true/false are taken there."""
+    from omegaconf import OmegaConf
+
+    for arg in argv:
+        key, given, value = arg.partition("=")
+        if given and value.lower() in ("yes", "no", "on", "off", "y", "n", "1", "0"):
+            if isinstance(OmegaConf.select(cfg, key.lstrip("+"), default=None), bool):
+                fail(f"{key.lstrip('+')}={value!r}: expected true or false")
 
 
 TYPE_NAMES = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "String": "a string"}
@@ -58,15 +71,15 @@ def describe_composition_error(e: Exception) -> str:
 
 def refused_value(key: str, value, reason: str) -> str:
     if choices := re.match(r"Invalid value '.*', expected one of \[(.*)\]", reason):
-        return f"{key}={value} is not one of {choices.group(1)}"
+        return f"{key}={value!r}: expected one of {choices.group(1)}"
     if kind := re.search(r"could not be converted to (\w+)", reason):
-        return f"{key}={value} is not {TYPE_NAMES.get(kind.group(1), kind.group(1))}"
+        return f"{key}={value!r}: expected {TYPE_NAMES.get(kind.group(1), kind.group(1))}"
     if "is not a valid bool" in reason:
-        return f"{key}={value} is not true or false"
+        return f"{key}={value!r}: expected true or false"
     if "to string" in reason:  # a list or mapping given for a string
-        return f"{key}={value} is not a string"
+        return f"{key}={value!r}: expected a string"
     if "is not a ListConfig" in reason:
-        return f"{key}={value} is not a list (write [a,b])"
+        return f"{key}={value!r}: expected a list, e.g. [a,b]"
     return f"{key}: {reason}"
 
 

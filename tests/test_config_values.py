@@ -25,11 +25,11 @@ def long_text_data(tmp_path_factory):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("model.pooling=max", "model.pooling=max is not one of pooler, cls, mean"),
+    ("model.pooling=max", "model.pooling='max': expected one of pooler, cls, mean"),
     ("model.dropout=1.0", "model.dropout=1.0 must be in [0, 1)"),
     ("data.max_len=2", "data.max_len=2 must be at least 3: [CLS], [SEP] and one token of text"),
     ("optim.lr=-1", "optim.lr=-1.0 must be above 0"),
-    ("seed=abc", "seed=abc is not an integer"),
+    ("seed=abc", "seed='abc': expected an integer"),
     ("data.max_len=1000", "data.max_len=1000 exceeds the 512 positions of the encoder"),
     ("trainer.max_epochs=0", "trainer.max_epochs=0 must be at least 1"),
 ])
