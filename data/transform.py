@@ -1,7 +1,7 @@
 """BERTSentenceTransform: text (or a text pair) -> token_ids, valid_length, segment_ids.
 
-The KoBERT tutorial's transform, minus its fixed padding: by default sequences stay as long as
-they are and the collate function pads each batch to its longest member.
+The KoBERT tutorial's transform, minus its fixed padding: sequences stay as long as they are and
+the collate function pads each batch to its longest member (data/dataset.py).
 """
 from dataclasses import dataclass
 
@@ -27,18 +27,11 @@ def truncated_pair_lengths(len_a: int, len_b: int, budget: int) -> tuple[int, in
 
 
 class BERTSentenceTransform:
-    def __init__(self, tokenizer: Tokenizer, max_len: int, pad: bool = False, pair: bool = False,
-                 text_prefix: str = ""):
+    def __init__(self, tokenizer: Tokenizer, max_len: int, pair: bool = False, text_prefix: str = ""):
         if max_len < (4 if pair else 3):
             raise ValueError(f"max_len={max_len} leaves no room for text between [CLS] and [SEP]")
-        self.tokenizer, self.max_len, self.pad, self.pair = tokenizer, max_len, pad, pair
+        self.tokenizer, self.max_len, self.pair = tokenizer, max_len, pair
         self.text_prefix = text_prefix  # e.g. E5's "query: ", before the first text of every example
-
-    def __call__(self, line):
-        """`line` is a string, or a (text,) / (text_a, text_b) tuple as in gluonnlp's transform."""
-        texts = (line,) if isinstance(line, str) else tuple(line)
-        enc = self.encode([texts[0]], [texts[1]] if self.pair else None)
-        return enc.token_ids[0], int(enc.valid_length[0]), enc.segment_ids[0]
 
     def encode(self, texts_a: list[str], texts_b: list[str] | None = None) -> EncodedTexts:
         """Tokenizes a whole list in one batched call (the Rust tokenizer parallelises it)."""
@@ -60,10 +53,8 @@ class BERTSentenceTransform:
                 b = [*b[:keep_b], tok.sep_id]
                 row = [tok.cls_id, *a[:keep_a], tok.sep_id, *b]
             lengths.append(len(row))
-            segments = np.zeros(self.max_len if self.pad else len(row), dtype=np.int32)
-            segments[len(row) - len(b):len(row)] = 1
-            if self.pad:
-                row += [tok.pad_id] * (self.max_len - len(row))
+            segments = np.zeros(len(row), dtype=np.int32)
+            segments[len(row) - len(b):] = 1
             token_ids.append(np.asarray(row, dtype=np.int32))
             segment_ids.append(segments)
         return EncodedTexts(token_ids, segment_ids, np.asarray(lengths, dtype=np.int64), n_truncated)

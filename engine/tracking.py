@@ -27,8 +27,6 @@ HPARAMS = {
     "precision": ("trainer.precision", str),
     "data": ("data.name", str),
 }
-# Its metric columns, each a scalar tag of the run (written by log_hparams).
-HPARAM_METRICS = ("best_val/accuracy", "best_val/macro_f1", "test/accuracy", "test/macro_f1")
 
 
 def monitor_direction(metric: str) -> str:

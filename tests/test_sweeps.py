@@ -8,8 +8,12 @@ import pytest
 import yaml
 
 from common.config import PROJECT_ROOT
-from engine.tracking import HPARAM_METRICS, run_hparams
+from engine.tracking import run_hparams
 from tests.conftest import run_script
+
+
+# The HParams table's metric columns: the scalar tags engine/tracking.py log_hparams writes.
+HPARAM_METRICS = ("best_val/accuracy", "best_val/macro_f1", "test/accuracy", "test/macro_f1")
 
 
 def tiny_job_args(tiny_model_dir, tiny_data, sweep_dir, *extra):

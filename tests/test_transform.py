@@ -1,4 +1,4 @@
-"""BERTSentenceTransform: [CLS]/[SEP], segments, truncation (pairs longest-first), optional padding."""
+"""BERTSentenceTransform: [CLS]/[SEP], segments, truncation (pairs longest-first); no padding (the collate's)."""
 import numpy as np
 import pytest
 
@@ -17,25 +17,31 @@ def words(n, start=0):
     return " ".join(str(i) for i in range(start, start + n))
 
 
+def encode_one(transform, *texts):
+    """(token_ids, valid_length, segment_ids) of one example (a text, or a pair)."""
+    enc = transform.encode([texts[0]], [texts[1]] if transform.pair else None)
+    return enc.token_ids[0], int(enc.valid_length[0]), enc.segment_ids[0]
+
+
 def test_single_sentence_framing():
-    token_ids, valid_length, segment_ids = BERTSentenceTransform(FakeTokenizer(), max_len=8)(words(3))
+    token_ids, valid_length, segment_ids = encode_one(BERTSentenceTransform(FakeTokenizer(), max_len=8), words(3))
     assert token_ids.tolist() == [2, 10, 11, 12, 3]
     assert valid_length == 5 and segment_ids.tolist() == [0] * 5
 
 
-def test_single_sentence_truncated_and_padded():
-    t = BERTSentenceTransform(FakeTokenizer(), max_len=6, pad=True)
-    token_ids, valid_length, segment_ids = t((words(10),))
+def test_single_sentence_truncated_and_not_padded():
+    t = BERTSentenceTransform(FakeTokenizer(), max_len=6)
+    token_ids, valid_length, segment_ids = encode_one(t, words(10))
     assert token_ids.tolist() == [2, 10, 11, 12, 13, 3] and valid_length == 6
-    token_ids, valid_length, _ = t(words(1))
-    assert token_ids.tolist() == [2, 10, 3, 0, 0, 0] and valid_length == 3
+    token_ids, valid_length, _ = encode_one(t, words(1))
+    assert token_ids.tolist() == [2, 10, 3] and valid_length == 3
 
 
-def test_pair_segments_and_padding():
-    t = BERTSentenceTransform(FakeTokenizer(), max_len=10, pad=True, pair=True)
-    token_ids, valid_length, segment_ids = t((words(2), words(3, 5)))
-    assert token_ids.tolist() == [2, 10, 11, 3, 15, 16, 17, 3, 0, 0]
-    assert segment_ids.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 0, 0]
+def test_pair_segments():
+    t = BERTSentenceTransform(FakeTokenizer(), max_len=10, pair=True)
+    token_ids, valid_length, segment_ids = encode_one(t, words(2), words(3, 5))
+    assert token_ids.tolist() == [2, 10, 11, 3, 15, 16, 17, 3]
+    assert segment_ids.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
     assert valid_length == 8
 
 
