@@ -97,8 +97,8 @@ def figure_pixels(fig: Figure) -> np.ndarray:
 def log_analysis(writer, tag: str, evaluation, label_names: list[str], texts: list[str], step: int,
                  top_n: int):
     """TensorBoard: `{tag}/confusion_matrix` image, one-vs-rest PR curve per class from the softmax
-    probabilities (`{tag}/pr/<class>`), and the `{tag}/highest_loss` table. About 0.3 s for 2,000
-    examples and 6 classes, mostly drawing the figure."""
+    probabilities (`{tag}/pr/<class>`), and the `{tag}/highest_loss` table. Drawing the figure is most
+    of its cost (BENCHMARKS.md → Figures the code relies on)."""
     writer.add_image(f"{tag}/confusion_matrix",
                      figure_pixels(confusion_figure(evaluation.metrics["confusion_matrix"], label_names)),
                      step, dataformats="HWC")

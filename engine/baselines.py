@@ -104,8 +104,8 @@ def logistic_regression(train_vectors, train_labels, eval_vectors, eval_labels, 
                         name="logistic regression on frozen encoder vectors") -> dict:
     """sklearn's LogisticRegression as the book fits it (max_iter=3000, default L2 strength, unscaled)."""
     started = time.perf_counter()
-    # One BLAS thread: its products are too small to share out. On the 2 shared project cores (emotion,
-    # 16k x 384 vectors) the fit took 2.4 s with one thread and 16 to 51 s with two.
+    # One BLAS thread: its products are too small to share out, and on shared cores two threads made
+    # the fit several times slower (BENCHMARKS.md → Figures the code relies on).
     with threadpool_limits(1):
         classifier = LogisticRegression(max_iter=3000).fit(train_vectors, train_labels)
     metrics = classification_metrics(eval_labels, classifier.predict(eval_vectors), label_names)

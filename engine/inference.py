@@ -51,7 +51,7 @@ def predict_logits(model, loader, device, autocast) -> np.ndarray:
 
 def prepare_for_inference(model, device, precision: str, pack_weights: bool):
     """The model in eval mode and, on CPU with pack_weights, its Linear layers prepacked for oneDNN in
-    `precision` (model/packed_linear.py: a third less time per single text). Only for a model done
+    `precision` (model/packed_linear.py; its speed-up: BENCHMARKS.md → Inference). Only for a model done
     training. Returns the autocast context to run it under."""
     mixed_precision = autocast(torch.device(device), precision)  # checks `precision` first
     if not isinstance(pack_weights, bool):  # Hydra passes `pack_weights=yes` through as a string

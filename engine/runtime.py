@@ -23,8 +23,8 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def autocast(device: torch.device, precision: str):
-    """Mixed precision for matmuls: on this project's CPUs (AVX-512 bf16) a bf16 matmul runs ~2.3x
-    faster than fp32 (~400 vs ~174 GFLOP/s, BENCHMARKS.md)."""
+    """Mixed precision for matmuls: on CPUs with bf16 instructions (AVX-512 bf16, AMX) a bf16 matmul is
+    much faster than fp32 (the peaks measured here: BENCHMARKS.md → Training throughput)."""
     if precision not in PRECISIONS:
         raise UserError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision == "fp32":
@@ -39,9 +39,8 @@ def configure_cpu(threads):
     Memory: glibc hands allocations above 32 MiB (the word-embedding gradient is 47 MB) straight
     to mmap and back to the kernel on free, so every training step page-faults them in again.
     Serving everything from the heap and never trimming it keeps that memory mapped; results are
-    unchanged. Measured gain is within noise: 150 tweets steps, bf16, alternated on/off/on/off gave
-    95.2/97.9 vs 88.4/97.7 samples/s and the same peak RSS (about 1.8 GB). Kept as the cheap half of what
-    PyTorch's CPU guides do with jemalloc/tcmalloc.
+    unchanged. The gain measured here is within noise (BENCHMARKS.md → Training throughput); kept as the
+    cheap half of what PyTorch's CPU guides do with jemalloc/tcmalloc.
     """
     # OMP_NUM_THREADS, when set, is a launcher's share for this process (torchrun: 1; Hydra's joblib
     # launcher: cores / jobs), so jobs running side by side do not oversubscribe the cores.

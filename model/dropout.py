@@ -1,7 +1,7 @@
-"""Dropout whose CPU mask costs a third of torch's.
+"""Dropout with a cheaper CPU mask than torch's.
 
-On CPU, torch draws a dropout mask with bernoulli_, one call into the Mersenne Twister per element:
-about 15% of a MiniLM training step here (BENCHMARKS.md). This draws a quarter as many 64-bit random
+On CPU, torch draws a dropout mask with bernoulli_, one call into the Mersenne Twister per element: a
+sizeable share of a MiniLM training step (profiled in BENCHMARKS.md → Training throughput). This draws a quarter as many 64-bit random
 integers and reads each as four 16-bit ones: an element is dropped when its 16-bit number falls
 below round(p * 65536), so p = 0.1 drops with probability 6554/65536 = 0.1000061. Kept elements are
 scaled by 1/(1-p) in the input's dtype, as torch's dropout does. The numbers come from torch's
