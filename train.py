@@ -8,7 +8,6 @@
 The run directory (printed at start) receives metrics.json, checkpoints/best/ and TensorBoard events.
 The loop itself (steps, validation, best and resumable checkpoints) is engine/loop.py.
 """
-import json
 import signal
 import sys
 from pathlib import Path
@@ -30,9 +29,9 @@ from engine.distributed import (NullWriter, init_distributed, launch_env, leaves
 from engine.evaluation import evaluate, evaluate_with_outputs
 from engine.inference import eval_loader
 from engine.loop import Checkpoints, Training, TrainingStopped, fit
-from engine.resume import TrainingProgress, read_training_state, resume_directory
+from engine.resume import TrainingProgress, read_training_state, resume_command, resume_directory
 from engine.runtime import autocast, configure_cpu, seed_everything
-from engine.tracking import log_hparams
+from engine.tracking import log_hparams, write_run_metrics
 from model.checkpoint import ClassifierInfo, load_checkpoint, load_weights
 
 
@@ -97,11 +96,11 @@ def train(cfg: DictConfig, output_dir) -> float:
         writer.close()
         if ddp.is_main:
             print(f"stopped by {signal.Signals(stopped.signum).name} at step {progress.step}; checkpoint saved to "
-                  f"{last_dir}.\nresume with: {resume_command(run_dir, ddp)}", file=sys.stderr)
+                  f"{last_dir}.\nresume with: {resume_command(run_dir, ddp.world_size)}", file=sys.stderr)
         sys.exit(128 + stopped.signum)
     if ddp.is_main:
         test = score_best_checkpoint(run, cfg, progress, data.datasets["test"], run_dir)
-        write_metrics(run_dir / "metrics.json", progress, test, data.label_names, tcfg.batch_size)
+        write_run_metrics(run_dir / "metrics.json", progress, test, data.label_names, tcfg.batch_size)
     return progress.best[tcfg.monitor]
 
 
@@ -120,28 +119,6 @@ def score_best_checkpoint(run: Training, cfg, progress: TrainingProgress, test_s
                        progress.step, tcfg.top_losses, tcfg.projector_max_examples)
     writer.close()
     return test
-
-
-def write_metrics(path: Path, progress: TrainingProgress, test: dict, label_names, batch_size: int):
-    best, train_seconds = progress.best, progress.train_seconds
-    metrics = {"best_validation": best, "test": {k: test[k] for k in ("loss", "accuracy", "macro_f1", "weighted_f1")},
-               "test_per_class": test["per_class"], "history": progress.history, "labels": label_names,
-               "train_seconds": round(train_seconds, 1), "validation_seconds": round(progress.validation_seconds, 1),
-               "steps": progress.step, "skipped_steps": progress.skipped_steps,
-               # samples/s of the optimisation steps alone (validation excluded):
-               "train_samples_per_second": round(progress.step * batch_size
-                                                 / (train_seconds - progress.validation_seconds), 1)}
-    path.write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
-    print(f"test (best epoch {best['epoch']}): accuracy {test['accuracy']:.4f} macro-F1 {test['macro_f1']:.4f}; "
-          f"trained {train_seconds:.0f}s; wrote {path}")
-
-
-def resume_command(run_dir: Path, ddp) -> str:
-    """This run's launch command and overrides, pinned to its directory, with trainer.resume=auto."""
-    given = HydraConfig.get().overrides.task if HydraConfig.initialized() else []  # none: called in process
-    kept = [o for o in given if not o.startswith(("hydra.run.dir=", "trainer.resume="))]
-    launcher = f"torchrun --nproc_per_node={ddp.world_size} train.py" if ddp.active else "python train.py"
-    return " ".join([launcher, *kept, f"hydra.run.dir={run_dir}", "trainer.resume=auto"])
 
 
 if __name__ == "__main__":

@@ -137,3 +137,13 @@ def resume_directory(resume, last_dir: Path):
     if not path.is_dir():
         raise UserError(f"trainer.resume={resume}: no such checkpoint directory")
     return path
+
+
+def resume_command(run_dir: Path, world_size: int) -> str:
+    """This run's launch command and overrides, pinned to its directory, with trainer.resume=auto."""
+    from hydra.core.hydra_config import HydraConfig
+
+    given = HydraConfig.get().overrides.task if HydraConfig.initialized() else []  # none: called in process
+    kept = [o for o in given if not o.startswith(("hydra.run.dir=", "trainer.resume="))]
+    launcher = f"torchrun --nproc_per_node={world_size} train.py" if world_size > 1 else "python train.py"
+    return " ".join([launcher, *kept, f"hydra.run.dir={run_dir}", "trainer.resume=auto"])

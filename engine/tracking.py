@@ -4,7 +4,10 @@ the run's TensorBoard HParams entry (hyperparameters + final metrics) in the run
 torch's `SummaryWriter.add_hparams` writes into a new sub-run named by the clock, so the HParams
 tab shows every job twice, its metrics apart from its curves. We write the same three summaries
 (experiment, session start, session end) into the writer of the curves instead: one run per job.
+Also the run's metrics.json, which the sweep summary and users read.
 """
+import json
+
 from omegaconf import OmegaConf
 
 MONITORS = {"accuracy": +1, "macro_f1": +1, "loss": -1}  # +1: higher is better
@@ -89,3 +92,19 @@ def mark_as_differing(experiment_summary, names: set[str]):
     for info in content.experiment.hparam_infos:
         info.differs = info.name in names
     plugin_data.content = content.SerializeToString()
+
+
+def write_run_metrics(path, progress, test: dict, label_names, batch_size: int):
+    """metrics.json: the best validation epoch, its checkpoint's test metrics, the per-epoch history and
+    timings (progress: engine/resume.py TrainingProgress); the summary line on stdout."""
+    best, train_seconds = progress.best, progress.train_seconds
+    metrics = {"best_validation": best, "test": {k: test[k] for k in ("loss", "accuracy", "macro_f1", "weighted_f1")},
+               "test_per_class": test["per_class"], "history": progress.history, "labels": label_names,
+               "train_seconds": round(train_seconds, 1), "validation_seconds": round(progress.validation_seconds, 1),
+               "steps": progress.step, "skipped_steps": progress.skipped_steps,
+               # samples/s of the optimisation steps alone (validation excluded):
+               "train_samples_per_second": round(progress.step * batch_size
+                                                 / (train_seconds - progress.validation_seconds), 1)}
+    path.write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
+    print(f"test (best epoch {best['epoch']}): accuracy {test['accuracy']:.4f} macro-F1 {test['macro_f1']:.4f}; "
+          f"trained {train_seconds:.0f}s; wrote {path}")
