@@ -10,21 +10,21 @@ from common.errors import EXIT_USER_ERROR, UserError
 def check_overrides(config_name: str, argv=None, checks=None):
     """Composes the config once before Hydra runs, because Hydra reports these mistakes over
     several lines with exit code 1, then runs the entry script's `checks(cfg)` (common/checks.py)
-    on it: a refused value ends here, before Hydra creates the run directory. Multirun sweeps
-    (`-m a=1,2`) are left to Hydra itself, and each job's main runs the checks."""
+    on it: a refused value ends here, before Hydra creates the run directory. For a multirun
+    (`-m a=1,2`) each value of each swept key is composed once, so a type or choice mistake stops
+    the sweep before its first job; the range checks are left to each job's main."""
     argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-m", "--multirun") for a in argv) or any(a.startswith("-") for a in argv):
+    multirun = [a for a in argv if a in ("-m", "--multirun")]
+    if any(a.startswith("-") for a in argv if a not in multirun):  # --cfg, --help, ...: Hydra's own business
         return
-    from hydra import compose, initialize_config_dir
-
+    if multirun:
+        for overrides in sweep_samples([a for a in argv if a not in multirun]):
+            composed(config_name, overrides)
+        return
+    cfg = composed(config_name, argv)
     from omegaconf import OmegaConf
     from omegaconf.errors import InterpolationToMissingValueError
 
-    try:
-        with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
-            cfg = compose(config_name, overrides=argv)
-    except Exception as e:  # Hydra raises several exception types; all mean "this config is wrong"
-        fail(describe_composition_error(e))
     try:
         missing = sorted(OmegaConf.missing_keys(cfg))
     except InterpolationToMissingValueError as e:  # e.g. model.name: ${model.path} with no path given
@@ -51,6 +51,31 @@ def refuse_loose_booleans(cfg, argv):
                 fail(f"{key.lstrip('+')}={value!r}: expected true or false")
 
 
+def composed(config_name: str, overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
+            return compose(config_name, overrides=overrides)
+    except Exception as e:  # Hydra raises several exception types; all mean "this config is wrong"
+        fail(describe_composition_error(e))
+
+
+def sweep_samples(argv: list[str]) -> list[list[str]]:
+    """The sweep's fixed overrides with one value of one swept key at a time: every value is composed
+    once (a sum over the keys, not the product of the grid). Intervals (Optuna) cannot be listed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        overrides = OverridesParser.create().parse_overrides(argv)
+    except Exception as e:  # a syntax error: Hydra's message, on one line
+        fail(describe_composition_error(e))
+    fixed = [o.input_line for o in overrides if not o.is_sweep_override()]
+    samples = [[*fixed, f"{o.get_key_element()}={value}"] for o in overrides if o.is_sweep_override()
+               and not o.is_interval_sweep() for value in o.sweep_string_iterator()]
+    return samples or [fixed]
+
+
 TYPE_NAMES = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "String": "a string"}
 
 
@@ -71,7 +96,7 @@ def describe_composition_error(e: Exception) -> str:
 
 def refused_value(key: str, value, reason: str) -> str:
     if choices := re.match(r"Invalid value '.*', expected one of \[(.*)\]", reason):
-        return f"{key}={value!r}: expected one of {choices.group(1)}"
+        return f"{key}={value!r} is not one of {choices.group(1)}"
     if kind := re.search(r"could not be converted to (\w+)", reason):
         return f"{key}={value!r}: expected {TYPE_NAMES.get(kind.group(1), kind.group(1))}"
     if "is not a valid bool" in reason:

@@ -18,6 +18,9 @@ from tests.test_bad_input import one_line_error
 ABSENT_DATA = "/nonexistent/train.jsonl"  # never read: every refusal here comes before the data
 
 
+TRAIN_ARGS = ["data=files", f"data.train={ABSENT_DATA}"]
+
+
 @pytest.fixture(scope="module")
 def long_text_data(tmp_path_factory):
     rows = [{"text": "word " * 700 if i == 0 else f"short text {i}", "label": "ab"[i % 2]} for i in range(40)]
@@ -25,7 +28,7 @@ def long_text_data(tmp_path_factory):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("model.pooling=max", "model.pooling='max': expected one of pooler, cls, mean"),
+    ("model.pooling=max", "model.pooling='max' is not one of pooler, cls, mean"),
     ("model.dropout=1.0", "model.dropout=1.0 must be in [0, 1)"),
     ("data.max_len=2", "data.max_len=2 must be at least 3: [CLS], [SEP] and one token of text"),
     ("optim.lr=-1", "optim.lr=-1.0 must be above 0"),
@@ -41,8 +44,14 @@ def test_issue_table_rows_end_in_one_line_before_the_data(override, message, lon
     assert list(tmp_path.iterdir()) == []  # not even Hydra's .hydra/ record
 
 
+def test_a_sweep_with_a_refused_value_stops_before_its_first_job(tiny_model_dir, tmp_path):
+    result = run_script("train.py", "-m", f"model.path={tiny_model_dir}", *TRAIN_ARGS, "model.pooling=mean,nonsense",
+                        "optim.lr=1e-4,2e-4", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert one_line_error(result) == "error: model.pooling='nonsense' is not one of pooler, cls, mean"
+    assert list(tmp_path.iterdir()) == []
+
+
 # Per entry config: what composes it (required values) and the checks its script runs first.
-TRAIN_ARGS = ["data=files", f"data.train={ABSENT_DATA}"]
 ENTRIES = {
     "config": (lambda model_dir: [f"model.path={model_dir}", *TRAIN_ARGS], checks.check_train),
     "evaluate": (lambda model_dir: ["checkpoint=ckpt"], checks.check_evaluate),
