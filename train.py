@@ -63,7 +63,7 @@ def train(cfg: DictConfig, output_dir) -> float:
     data = build_data(cfg, ddp, device)  # tokenized once, batched by similar length, padded per batch
 
     # ---- model, optimizer, schedule
-    model = build_model(cfg, len(data.label_names), device)
+    model = build_model(cfg, len(data.label_names), device, data.kept_rows)
     seed_everything(cfg.seed + ddp.rank)  # same initial weights everywhere, different dropout masks per rank
     total_steps = planned_steps(tcfg, len(data.train_loader))
     optimizer, scheduler, warmup_steps = build_optimization(cfg, model, total_steps)
@@ -85,7 +85,8 @@ def train(cfg: DictConfig, output_dir) -> float:
     # from: curves continue, no duplicates.
     writer = (SummaryWriter(str(run_dir / "tensorboard"), purge_step=progress.step + 1 if resume_dir else None)
               if ddp.is_main else NullWriter())
-    info = ClassifierInfo(data.label_names, cfg.model.pooling, cfg.data.max_len, data.pair, cfg.model.dropout)
+    info = ClassifierInfo(data.label_names, cfg.model.pooling, cfg.data.max_len, data.pair, cfg.model.dropout,
+                          cfg.data.text_prefix)
     checkpoints = Checkpoints(best_dir, last_dir, info, data.tokenizer, OmegaConf.to_yaml(cfg, resolve=True))
     run = Training(tcfg, model, torch.compile(parallel_model) if tcfg.compile else parallel_model, optimizer,
                    scheduler, data.train_loader, data.val_loader, data.label_names, device,

@@ -35,7 +35,7 @@ def describe(data_cfg, tokenizer: Tokenizer) -> dict:
     stats, across = split_stats(splits)
     pair = bool(data_cfg.text_b_column)
     # No length limit: the real length of every text, so the report can say what max_len would cut.
-    untruncated = BERTSentenceTransform(tokenizer, sys.maxsize, pair=pair)
+    untruncated = BERTSentenceTransform(tokenizer, sys.maxsize, pair=pair, text_prefix=data_cfg.text_prefix)
     report = {"labels": labels, "max_len": data_cfg.max_len, "across": across, "splits": {}}
     n_special = 3 if pair else 2  # [CLS] a [SEP] (b [SEP])
     for name, examples in splits.items():

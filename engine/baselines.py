@@ -84,14 +84,14 @@ class FrozenEncoder:
         if not path.is_dir():
             raise UserError(f"{path} ({key}): pretrained encoder directory not found; pass baseline_encoder=DIR")
         return cls(path, cfg.baseline_pooling or loaded.info.pooling, loaded.info.max_len, loaded.info.pair, device,
-                   cfg.precision, cfg.pack_weights, cfg.batch_size)
+                   cfg.precision, cfg.pack_weights, cfg.batch_size, loaded.info.text_prefix)
 
     def __init__(self, encoder_dir, pooling: str, max_len: int, pair: bool, device, precision: str,
-                 pack_weights: bool, batch_size: int):
+                 pack_weights: bool, batch_size: int, text_prefix: str = ""):
         # The head is never used: BERTClassifier only supplies the pooling the fine-tuned model used.
         self.model = BERTClassifier(BertEncoder.from_pretrained(encoder_dir), 1, pooling=pooling).to(device)
         self.autocast = prepare_for_inference(self.model, device, precision, pack_weights)
-        self.transform = BERTSentenceTransform(load_tokenizer(encoder_dir), max_len, pair=pair)
+        self.transform = BERTSentenceTransform(load_tokenizer(encoder_dir), max_len, pair=pair, text_prefix=text_prefix)
         self.pooling, self.device, self.batch_size = pooling, device, batch_size
 
     def vectors(self, texts: list[str], texts_b=None) -> np.ndarray:

@@ -6,8 +6,9 @@ from torch.utils.data import DataLoader
 
 from data.build import build_datasets, read_split
 from data.dataset import ClassificationDataset, LengthGroupedBatchSampler, TrainingSteps
-from data.tokenizer import Tokenizer, load_tokenizer
+from data.tokenizer import Tokenizer
 from data.transform import BERTSentenceTransform
+from data.vocab_trim import training_tokenizer
 from engine.analysis import display_texts
 from engine.inference import eval_loader
 from engine.optim import build_optimizer, cosine_with_warmup
@@ -25,21 +26,23 @@ class TrainingData:
     train_loader: DataLoader
     val_loader: DataLoader
     val_texts: list[str] | None  # for the highest-loss tables (datasets keep token ids only)
+    kept_rows: list[int] | None  # model.trim_vocab: the encoder's embedding rows the tokenizer still uses
 
 
 def build_data(cfg, ddp, device) -> TrainingData:
     """Every split tokenized once, then batched by similar length and padded per batch; what reading
     found (repairs, truncations, duplicates, overlap) is printed per split."""
     tcfg = cfg.trainer
-    tokenizer = load_tokenizer(cfg.model.path)
-    transform = BERTSentenceTransform(tokenizer, cfg.data.max_len, pair=bool(cfg.data.text_b_column))
+    tokenizer, kept_rows = training_tokenizer(cfg.model, cfg.data)
+    transform = BERTSentenceTransform(tokenizer, cfg.data.max_len, pair=bool(cfg.data.text_b_column),
+                                      text_prefix=cfg.data.text_prefix)
     datasets, label_names, data_stats = build_datasets(cfg.data, transform)
     for split, stats in data_stats.items():
         print(f"{split:>10}: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
     val_loader = eval_loader(datasets["validation"], tcfg.eval_batch_size, **loader_options(tcfg, device))
     val_texts = display_texts(read_split(cfg.data, "validation")) if tcfg.analysis and ddp.is_main else None
     return TrainingData(tokenizer, transform.pair, label_names, datasets,
-                        build_train_loader(cfg, datasets["train"], ddp, device), val_loader, val_texts)
+                        build_train_loader(cfg, datasets["train"], ddp, device), val_loader, val_texts, kept_rows)
 
 
 def loader_options(tcfg, device) -> dict:
@@ -52,8 +55,10 @@ def planned_steps(tcfg, steps_per_epoch: int) -> int:
     return min(total, tcfg.max_steps) if tcfg.max_steps else total
 
 
-def build_model(cfg, num_labels: int, device) -> BERTClassifier:
+def build_model(cfg, num_labels: int, device, kept_rows: list[int] | None = None) -> BERTClassifier:
     encoder = BertEncoder.from_pretrained(cfg.model.path)
+    if kept_rows is not None:  # model.trim_vocab (data/vocab_trim.py)
+        encoder.keep_vocabulary(kept_rows)
     model = BERTClassifier(encoder, num_labels, cfg.model.dropout, cfg.model.pooling).to(device)
     use_fast_dropout(model, cfg.model.fast_dropout)
     if cfg.model.freeze_embeddings:
