@@ -38,6 +38,7 @@ def check_train(cfg, processes: int = 1):
     check_optimization(cfg.optim, cfg.scheduler)
     check_trainer(cfg.trainer, processes)
     check_max_len(cfg.data, resolved(cfg, "model.path"))  # last: resolving it may build an encoder directory
+    check_trim_vocab(cfg.model, resolved(cfg, "model.path"))
 
 
 def check_evaluate(cfg):
@@ -104,6 +105,35 @@ def encoder_positions(model_path) -> int:
         return int(json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings", 512))
     except (json.JSONDecodeError, TypeError, ValueError) as e:
         raise UserError(f"{config}: not a valid encoder config ({e})") from None
+
+
+def check_trim_vocab(model, model_path):
+    """model.trim_vocab restricts a Unigram vocabulary (data/vocab_trim.py); with any other tokenizer it
+    would fail only once the training split is read. Only the JSON's model.type is looked at."""
+    if not model.trim_vocab:
+        return
+    kind = tokenizer_type(Path(model_path))
+    if kind != "Unigram":
+        raise UserError(f"model.trim_vocab=true needs a Unigram tokenizer.json (multilingual-e5, XLM-R) in "
+                        f"model.path; {model_path} has {kind}: set model.trim_vocab=false")
+
+
+def tokenizer_type(directory: Path) -> str:
+    """The tokenizer.json's model.type (Unigram, WordPiece, BPE), else what data/tokenizer.py would load instead."""
+    path = directory / "tokenizer.json"
+    if path.is_file():
+        try:
+            kind = json.loads(path.read_text(encoding="utf-8"))["model"]["type"]
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{path}: not valid JSON ({e})") from None
+        except (KeyError, TypeError):
+            raise UserError(f"{path}: not a tokenizer.json (no model.type)") from None
+        return kind if kind == "Unigram" else f"a {kind} tokenizer.json"
+    if any(directory.glob("*.model")):
+        return "a SentencePiece model and no tokenizer.json"
+    if (directory / "vocab.txt").is_file():
+        return "a WordPiece vocab.txt and no tokenizer.json"
+    return "no tokenizer files"
 
 
 def check_optimization(optim, scheduler):

@@ -35,6 +35,7 @@ def long_text_data(tmp_path_factory):
     ("seed=abc", "seed='abc': expected an integer"),
     ("data.max_len=1000", "data.max_len=1000 exceeds the 512 positions of the encoder"),
     ("trainer.max_epochs=0", "trainer.max_epochs=0 must be at least 1"),
+    ("model.trim_vocab=true", "model.trim_vocab=true needs a Unigram tokenizer.json"),  # MiniLM's is WordPiece
 ])
 def test_issue_table_rows_end_in_one_line_before_the_data(override, message, long_text_data, default_model_dir,
                                                           tmp_path):
@@ -70,6 +71,7 @@ OUT_OF_RANGE = {
     "trainer.log_every": 0, "trainer.top_losses": 0, "trainer.projector_max_examples": 0,
     "trainer.save_every_steps": -1, "trainer.device": "gpu",
     "top_losses": 0, "projector_max_examples": 0, "batch_size": 0, "threads": 0, "device": "gpu", "opset": 6,
+    "model.trim_vocab": "true",  # the tiny encoder's tokenizer is a vocab.txt: nothing to trim
 }
 WRONG_TYPE = {int: "abc", float: "abc", bool: "maybe", str: "[a,b]", list: "abc"}
 
@@ -128,3 +130,34 @@ def test_legitimate_values_pass_the_checks(tiny_model_dir, tmp_path, monkeypatch
                                "data.split.validation=0", "data.split.train=0.9",
                                "trainer.max_steps=null", "data.text_prefix=query: "],
                     checks=checks.check_train)
+
+
+@pytest.mark.parametrize("files, refused", [
+    ({"tokenizer.json": '{"model": {"type": "Unigram", "vocab": []}}'}, None),
+    ({"tokenizer.json": '{"model": {"type": "BPE"}}'}, "has a BPE tokenizer.json: set model.trim_vocab=false"),
+    ({"tokenizer.json": '{"model": {"type": "WordPiece"}}', "vocab.txt": "[PAD]\n"}, "has a WordPiece tokenizer.json"),
+    ({"spiece.model": ""}, "has a SentencePiece model and no tokenizer.json"),
+    ({"vocab.txt": "[PAD]\n"}, "has a WordPiece vocab.txt and no tokenizer.json"),
+    ({}, "has no tokenizer files"),
+    ({"tokenizer.json": '{"model": '}, "tokenizer.json: not valid JSON"),
+    ({"tokenizer.json": '{"vocab": []}'}, "tokenizer.json: not a tokenizer.json (no model.type)"),
+])
+def test_trim_vocab_needs_a_unigram_tokenizer_json_before_the_data(files, refused, tiny_model_dir, tmp_path, capsys,
+                                                                  monkeypatch):
+    """Only model.type is read (the check sees no pieces), so a stub tokenizer.json stands in for the real one."""
+    encoder = tmp_path / "encoder"
+    encoder.mkdir()
+    (encoder / "config.json").write_text((tiny_model_dir / "config.json").read_text())
+    for name, text in files.items():
+        (encoder / name).write_text(text)
+    monkeypatch.chdir(tmp_path)
+    args = [f"model.path={encoder}", *TRAIN_ARGS, "model.trim_vocab=true"]
+    if refused is None:
+        check_overrides("config", args, checks=checks.check_train)  # passes: the data is never read here
+        return
+    with pytest.raises(SystemExit) as stopped:
+        check_overrides("config", args, checks=checks.check_train)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(lines) == 1 and refused in lines[0], lines
+    assert lines[0].startswith("error: model.trim_vocab=true needs a Unigram") or "tokenizer.json:" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder"]  # no run directory
