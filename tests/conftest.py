@@ -3,13 +3,14 @@ default checkpoint / shared datasets (tests needing those skip with the reason w
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from common.config import PROJECT_ROOT, package_file
 from model.bert import BertConfig, BertEncoder, ours_to_hf
@@ -48,6 +49,25 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     vocab = SPECIAL + words + [c for c in "abcdefghijklmnopqrstuvwxyz" if c not in words]
     directory = tmp_path_factory.mktemp("tiny_bert")
     write_hf_bert(directory, tiny_config(len(vocab)), vocab)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def e5_vocab_bert(tmp_path_factory) -> Path:
+    """multilingual-e5's tokenizer files in front of a tiny random BERT with its 250,037 rows and, like
+    the converted directory (common/e5_encoder.py), no pooler."""
+    from common.e5_encoder import converted_e5_directory
+
+    e5 = converted_e5_directory()
+    directory = tmp_path_factory.mktemp("e5_vocab_bert")
+    cfg = BertConfig(vocab_size=250037, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=128, pad_token_id=1)
+    write_hf_bert(directory, cfg, ["unused"])
+    (directory / "vocab.txt").unlink()
+    weights = load_file(str(directory / "model.safetensors"))
+    save_file({k: v for k, v in weights.items() if ".pooler." not in k}, str(directory / "model.safetensors"))
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(f"{e5}/{name}", directory / name)
     return directory
 
 

@@ -1,39 +1,23 @@
 """model.trim_vocab: the multilingual vocabulary restricted to the training split's pieces (+ every
 single-character piece), on the real multilingual-e5 tokenizer with a tiny random BERT behind it."""
 import json
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from common.e5_encoder import converted_e5_directory
 from common.errors import UserError
 from data.tokenizer import load_tokenizer
 from data.vocab_trim import trimmed_tokenizer
-from model.bert import BertConfig, BertEncoder
+from model.bert import BertEncoder
 from model.checkpoint import load_checkpoint
 from model.classifier import BERTClassifier
-from tests.conftest import run_script, write_hf_bert, write_jsonl
+from tests.conftest import run_script, write_jsonl
 
 TRAIN = ["정말 행복한 하루였어요", "너무 화가 나서 참을 수가 없어", "무서워서 잠을 못 자겠어",
          "시험에 떨어져서 너무 슬프다", "갑자기 소리가 나서 깜짝 놀랐어", "그 사람 정말 역겹다", "회의는 세 시에 시작합니다"]
 UNSEEN = ["오늘은 기분이 아주 좋습니다", "국립중앙박물관에서 전시회를 관람했다", "the weather is lovely today", "😀 ✈ 뷁"]
 LABELS = ["행복", "분노", "공포", "슬픔", "놀람", "혐오", "중립"]
-
-
-@pytest.fixture(scope="module")
-def e5_vocab_bert(tmp_path_factory):
-    """multilingual-e5's tokenizer files in front of a tiny random BERT with its 250,037 rows."""
-    e5 = converted_e5_directory()
-    directory = tmp_path_factory.mktemp("e5_vocab_bert")
-    cfg = BertConfig(vocab_size=250037, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=128, pad_token_id=1)
-    write_hf_bert(directory, cfg, ["unused"])
-    (directory / "vocab.txt").unlink()
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(f"{e5}/{name}", directory / name)
-    return directory
 
 
 def pieces(tokenizer, ids):
