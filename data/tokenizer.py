@@ -27,7 +27,7 @@ class Tokenizer:
     def __init__(self, token_to_id, vocab_size: int, source: Path, named: dict | None = None):
         """`named`: role -> token the files name for it (tokenizer_config.json, the post-processor);
         roles they leave out are looked up by the usual spellings."""
-        self.vocab_size = vocab_size
+        self.vocab_size, self.token_to_id = vocab_size, token_to_id  # token -> id, None if absent
         ids = {}
         for role, names in SPECIAL_TOKEN_NAMES.items():
             candidates = [named[role]] if named and named.get(role) else names
