@@ -23,6 +23,9 @@ that truncation, padding to the longest text of a batch, and [CLS]/[SEP] added, 
 reproduces our inputs. SentencePiece (KoBERT-style) spiece.model / vocab.txt are copied unchanged, but
 no stock transformers tokenizer class gives our ids for them, so tokenizer_config.json names one that
 transformers lacks: AutoTokenizer and pipeline fail rather than tokenize wrongly (see SENTENCEPIECE_NOTE).
+A checkpoint trained with data.text_prefix (E5's "query: ") needs it in front of every text: no
+tokenizer file can carry it to transformers (its tokenizer classes rebuild the normalizer that would
+prepend it), so the export says so instead (PREFIX_NOTE).
 """
 import importlib.util
 import json
@@ -52,6 +55,8 @@ SENTENCEPIECE_NOTE = (
     "maps unknown characters to id 1, and it ignores vocab.txt), so AutoTokenizer and pipeline refuse this "
     "directory: tokenize with this project's data.tokenizer.load_tokenizer(DIR) or KoBERT's own tokenizer "
     "code, then feed the ids to BertForSequenceClassification / model.onnx")
+PREFIX_NOTE = ("the checkpoint was trained with data.text_prefix={prefix!r}: put it in front of every text "
+               "(the first of a pair) before tokenizing; the exported tokenizer files do not add it")
 
 
 # ---- Hugging Face directory
@@ -208,6 +213,8 @@ def main(cfg: DictConfig):
     else:
         print(f"use: onnxruntime.InferenceSession(\"{out / ONNX_FILE}\") with inputs {', '.join(ONNX_INPUTS)} "
               f"(tokenizer files beside it) -> logits over {out / LABELS_FILE}")
+    if loaded.info.text_prefix:
+        print(f"note: {PREFIX_NOTE.format(prefix=loaded.info.text_prefix)}")
 
 
 if __name__ == "__main__":
