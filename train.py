@@ -29,7 +29,8 @@ from engine.distributed import (NullWriter, init_distributed, launch_env, leaves
 from engine.evaluation import evaluate, evaluate_with_outputs
 from engine.inference import eval_loader
 from engine.loop import Checkpoints, Training, TrainingStopped, fit
-from engine.resume import TrainingProgress, read_training_state, resume_command, resume_directory
+from engine.resume import (TrainingProgress, check_trimmed_vocabulary, read_training_state, resume_command,
+                           resume_directory)
 from engine.runtime import autocast, configure_cpu, seed_everything
 from engine.tracking import log_hparams, write_run_metrics
 from model.checkpoint import ClassifierInfo, load_checkpoint, load_weights
@@ -76,6 +77,8 @@ def train(cfg: DictConfig, output_dir) -> float:
     # ---- resume: weights, optimizer, schedule, RNG and position in the epoch, from checkpoints/last
     progress = TrainingProgress()
     if resume_dir is not None:
+        if data.kept_rows is not None:
+            check_trimmed_vocabulary(resume_dir, data.tokenizer)
         load_weights(resume_dir, model)
         progress = read_training_state(resume_dir, optimizer, scheduler, ddp.rank)
         print(f"resumed from {resume_dir} at step {progress.step} "

@@ -120,6 +120,16 @@ def read_training_state(directory: Path, optimizer, scheduler, rank: int = 0) ->
     return TrainingProgress(**meta["progress"])
 
 
+def check_trimmed_vocabulary(directory: Path, tokenizer):
+    """model.trim_vocab trims the vocabulary to the training split again on resume. Another split gives
+    other pieces: their rows would fail to load with a bare shape error or, as many as before, load
+    silently under the wrong pieces."""
+    saved = directory / "tokenizer.json"
+    if saved.is_file() and saved.read_text(encoding="utf-8") != tokenizer.spec_text:
+        raise UserError(f"{directory}: the training split no longer gives the vocabulary this run was trimmed to "
+                        "(model.trim_vocab): resume with the same data, or start a fresh run")
+
+
 def resume_directory(resume, last_dir: Path):
     """trainer.resume: null (fresh run), auto (this run's checkpoints/last if present), or a path
     to a `last` checkpoint or to the run directory holding it."""

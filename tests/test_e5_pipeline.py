@@ -7,6 +7,7 @@ import io
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 
@@ -294,6 +295,17 @@ def test_trimmed_run_stopped_mid_epoch_resumes_to_bitwise_identical_weights(pool
     assert_bitwise_equal(last_weights(tmp_path), last_weights(uninterrupted))
     ours, reference = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path, uninterrupted))
     assert ours["test"] == reference["test"] and ours["steps"] == reference["steps"] == 12
+
+
+def test_resuming_with_another_training_split_is_refused_in_one_line(pooler_run, e5_vocab_bert, korean_data,
+                                                                    tmp_path):
+    """Another split trims to other pieces: their rows must not load under the saved ones."""
+    shutil.copytree(pooler_run[0] / "checkpoints" / "last", tmp_path / "run" / "checkpoints" / "last")
+    rows = [json.loads(line) for line in korean_data["train"].read_text(encoding="utf-8").splitlines()]
+    changed = {**korean_data, "train": write_jsonl(tmp_path / "train.jsonl", rows + [{"text": UNSEEN, "label": "기쁨"}])}
+    result = run_script("train.py", *pooler_overrides(e5_vocab_bert, changed, "trainer.resume=auto"),
+                        f"hydra.run.dir={tmp_path / 'run'}")
+    assert "no longer gives the vocabulary this run was trimmed to" in one_line_error(result)
 
 
 # ---- 6. DDP
