@@ -132,8 +132,8 @@ def worker_ours(a) -> dict:
     checkpoints, TensorBoard writes dropped (NullWriter), the every-log_every-steps loss sync kept."""
     from data.build import label_ids, label_names, read_splits
     from data.dataset import ClassificationDataset
-    from data.tokenizer import load_tokenizer
     from data.transform import BERTSentenceTransform
+    from data.vocab_trim import training_tokenizer
     from engine.build import build_model, build_optimization, build_train_loader
     from engine.distributed import Distributed
     from engine.loop import Training, train_one_epoch
@@ -152,15 +152,16 @@ def worker_ours(a) -> dict:
     device = pick_device(tcfg.device)
 
     # Data: train split only (train.py also tokenizes validation/test, which the loop never touches).
-    tokenizer = load_tokenizer(cfg.model.path)
-    transform = BERTSentenceTransform(tokenizer, cfg.data.max_len, pair=bool(cfg.data.text_b_column))
+    tokenizer, kept_rows = training_tokenizer(cfg.model, cfg.data)  # model.trim_vocab, as train.py
+    transform = BERTSentenceTransform(tokenizer, cfg.data.max_len, pair=bool(cfg.data.text_b_column),
+                                      text_prefix=cfg.data.text_prefix)
     splits = read_splits(cfg.data)
     names = label_names(cfg.data, splits["train"])
     train = splits["train"]
     train_set = ClassificationDataset(train.texts, label_ids(train, names), transform, train.texts_b)
     loader = TimedLoader(build_train_loader(cfg, train_set, Distributed(), device), a.warmup, device)
 
-    model = build_model(cfg, len(names), device)
+    model = build_model(cfg, len(names), device, kept_rows)
     optimizer, scheduler, _ = build_optimization(cfg, model, total_steps)
     forward = torch.compile(model) if tcfg.compile else model
     run = Training(tcfg, model, forward, optimizer, scheduler, loader, None, names, device,

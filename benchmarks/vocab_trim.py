@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from itertools import count, islice
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -44,18 +43,21 @@ def compose_config(overrides):
 
 
 def worker(a) -> dict:
+    """train.py's builders and the loop's own epochs (engine/loop.py) over warmup + steps optimizer steps,
+    the last `steps` timed (as benchmarks/train_throughput.py times them); then checkpoints/last, timed."""
+    from benchmarks.train_throughput import TimedLoader
     from data.build import label_ids, label_names, read_splits
     from data.dataset import ClassificationDataset
     from data.transform import BERTSentenceTransform
     from data.vocab_trim import training_tokenizer
     from engine.build import build_model, build_optimization, build_train_loader
     from engine.distributed import Distributed
-    from engine.loop import train_step
+    from engine.loop import Training, train_one_epoch
     from engine.resume import TrainingProgress, rng_state, save_resumable
     from engine.runtime import autocast, configure_cpu, pick_device, seed_everything
     from model.checkpoint import ClassifierInfo
 
-    cfg = compose_config([*a.override, f"model.trim_vocab={a.worker == 'trimmed'}",
+    cfg = compose_config([*a.override, f"model.trim_vocab={a.worker == 'trimmed'}", "trainer.save_every_steps=null",
                           f"trainer.threads={a.threads}", f"trainer.max_steps={a.warmup + a.steps}"])
     configure_cpu(cfg.trainer.threads)
     seed_everything(cfg.seed)
@@ -64,32 +66,23 @@ def worker(a) -> dict:
     transform = BERTSentenceTransform(tokenizer, cfg.data.max_len, text_prefix=cfg.data.text_prefix)
     train = read_splits(cfg.data)["train"]
     names = label_names(cfg.data, train)
-    loader = build_train_loader(cfg, ClassificationDataset(train.texts, label_ids(train, names), transform),
-                                Distributed(), device)
+    loader = TimedLoader(build_train_loader(cfg, ClassificationDataset(train.texts, label_ids(train, names), transform),
+                                            Distributed(), device), a.warmup, device)
     model = build_model(cfg, len(names), device, kept_rows)
     optimizer, scheduler, _ = build_optimization(cfg, model, a.warmup + a.steps)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-
-    def batches():
-        for epoch in count():
-            loader.batch_sampler.set_epoch(epoch)
-            yield from loader
-
-    model.train()
-    start = None
-    for step, micro_batches in enumerate(islice(batches(), a.warmup + a.steps)):
-        if step == a.warmup:
-            start = time.perf_counter()
-        train_step(model, micro_batches, optimizer, scheduler, trainable, cfg.trainer.max_grad_norm,
-                   autocast(device, cfg.trainer.precision))
-    seconds = time.perf_counter() - start
+    run = Training(cfg.trainer, model, model, optimizer, scheduler, loader, None, names, device,
+                   autocast(device, cfg.trainer.precision), a.warmup + a.steps)
+    progress = TrainingProgress(running_loss=torch.zeros((), device=device))
+    for epoch in range(run.epochs):
+        train_one_epoch(run, progress, epoch)
+    seconds = time.perf_counter() - loader.clock_start
+    trainable = run.trainable
 
     with tempfile.TemporaryDirectory(dir=PROJECT_ROOT / ".cache") as tmp:
         last = Path(tmp) / "last"
         info = ClassifierInfo(names, cfg.model.pooling, cfg.data.max_len, False, cfg.model.dropout)
         save_start = time.perf_counter()
-        save_resumable(last, model, info, tokenizer, "", optimizer, scheduler,
-                       TrainingProgress(step=a.warmup + a.steps), [rng_state()])
+        save_resumable(last, model, info, tokenizer, "", optimizer, scheduler, progress, [rng_state()])
         save_seconds = time.perf_counter() - save_start
         size = sum(f.stat().st_size for f in last.iterdir())
         weights = (last / "model.safetensors").stat().st_size

@@ -78,6 +78,21 @@ def mlm_loss(encoder, head, batch, targets, inputs, mixed_precision):
     return F.cross_entropy(logits.float(), targets[picked]), logits.argmax(-1) == targets[picked]
 
 
+def mlm_step(both: nn.ModuleDict, batch, optimizer, scheduler, mask_args, mixed_precision, generator):
+    """One optimizer step on freshly masked copies of the batch (new masks every epoch, as BERT's dynamic masking)."""
+    inputs, targets = mask_tokens(batch.token_ids, batch.valid_length, *mask_args, generator=generator)
+    if not (targets != -100).any():  # nothing but special tokens
+        return
+    loss, _ = mlm_loss(both["encoder"], both["head"], batch, targets, inputs, mixed_precision)
+    if not math.isfinite(loss.item()):
+        raise UserError(f"non-finite masked-LM loss ({loss.item()}); lower lr")
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(both.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 @torch.no_grad()
 def held_out_score(encoder, head, dataset, mask_args, mixed_precision, batch_size=256) -> tuple[float, float]:
     """Masked-token loss and accuracy on `dataset` with the same masks every time (seed 0)."""
@@ -149,18 +164,7 @@ def main(cfg: DictConfig):
     for epoch in range(cfg.epochs):
         sampler.set_epoch(epoch)
         for indices in sampler:
-            batch = train.collate(indices)
-            inputs, targets = mask_tokens(batch.token_ids, batch.valid_length, *mask_args, generator=generator)
-            if not (targets != -100).any():  # nothing but special tokens
-                continue
-            loss, _ = mlm_loss(encoder, head, batch, targets, inputs, mixed_precision)
-            if not math.isfinite(loss.item()):
-                raise UserError(f"non-finite masked-LM loss in epoch {epoch + 1}; lower lr (now {cfg.lr})")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(both.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            mlm_step(both, train.collate(indices), optimizer, scheduler, mask_args, mixed_precision, generator)
         loss_, accuracy = held_out_score(encoder, head, held_out, mask_args, mixed_precision)
         history.append({"loss": loss_, "accuracy": accuracy})
         print(f"epoch {epoch + 1}: held-out masked-token loss {loss_:.4f}, accuracy {accuracy:.4f} "
