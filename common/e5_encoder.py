@@ -97,9 +97,12 @@ def read_e5_file(path: Path, data: bytes | None = None) -> E5File:
     offsets = np.frombuffer(r.take(4 * (n_pieces + 1)), "<u4")
     scores = np.frombuffer(r.take(4 * n_pieces), "<f4").copy()
     blob = r.take(blob_len)
-    if offsets[-1] != blob_len or np.any(np.diff(offsets.astype(np.int64)) < 0):
-        raise UserError(f"{path}: corrupt piece table")
-    pieces = [blob[offsets[i]:offsets[i + 1]].decode("utf-8") for i in range(n_pieces)]
+    try:
+        if offsets[-1] != blob_len or np.any(np.diff(offsets.astype(np.int64)) < 0):
+            raise ValueError("offsets out of order")
+        pieces = [blob[offsets[i]:offsets[i + 1]].decode("utf-8") for i in range(n_pieces)]
+    except ValueError as e:  # UnicodeDecodeError included
+        raise UserError(f"{path}: corrupt piece table ({e})") from None
     normalization = read_normalization(r)
     tensors = {}
     for _ in range(r.unpack("i")):
