@@ -109,9 +109,11 @@ def describe_across(across: dict) -> str:
     return f"texts shared between splits: {shared}; texts with conflicting labels: {across['conflicting_labels']}"
 
 
-def build_datasets(data_cfg, transform) -> tuple[dict[str, ClassificationDataset], list[str], dict]:
-    """Returns datasets per split, the label names (id order) and reading stats for the log."""
-    splits = read_splits(data_cfg)
+def build_datasets(data_cfg, transform, splits: dict | None = None
+                   ) -> tuple[dict[str, ClassificationDataset], list[str], dict]:
+    """Returns datasets per split, the label names (id order) and reading stats for the log.
+    `splits`: read_splits(data_cfg), when the caller has already read them."""
+    splits = read_splits(data_cfg) if splits is None else splits
     names = label_names(data_cfg, splits["train"])
     stats, across = split_stats(splits)
     if any(across["shared"].values()) or across["conflicting_labels"]:

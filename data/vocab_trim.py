@@ -53,16 +53,16 @@ def renumber_post_processor(post_processor, new_id: dict):
             renumber_post_processor(inner, new_id)
 
 
-def training_tokenizer(model_cfg, data_cfg) -> tuple[Tokenizer, list[int] | None]:
+def training_tokenizer(model_cfg, data_cfg, train=None) -> tuple[Tokenizer, list[int] | None]:
     """The encoder's tokenizer, trimmed to the training split when model.trim_vocab is set; with the
-    embedding rows to keep (None: all)."""
+    embedding rows to keep (None: all). `train`: that split's Examples, if already read."""
     from data.build import read_split
     from data.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(model_cfg.path)
     if not model_cfg.get("trim_vocab"):
         return tokenizer, None
-    train = read_split(data_cfg, "train")
+    train = read_split(data_cfg, "train") if train is None else train
     prefix = data_cfg.get("text_prefix") or ""
     trimmed, kept = trimmed_tokenizer(tokenizer, [prefix + t for t in train.texts] + list(train.texts_b or []))
     print(f"vocabulary trimmed to the training split: {len(kept):,} of {tokenizer.vocab_size:,} pieces kept "

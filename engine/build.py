@@ -4,7 +4,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader
 
-from data.build import build_datasets, read_split
+from data.build import build_datasets, read_splits
 from data.dataset import ClassificationDataset, LengthGroupedBatchSampler, TrainingSteps
 from data.tokenizer import Tokenizer
 from data.transform import BERTSentenceTransform
@@ -33,14 +33,15 @@ def build_data(cfg, ddp, device) -> TrainingData:
     """Every split tokenized once, then batched by similar length and padded per batch; what reading
     found (repairs, truncations, duplicates, overlap) is printed per split."""
     tcfg = cfg.trainer
-    tokenizer, kept_rows = training_tokenizer(cfg.model, cfg.data)
+    splits = read_splits(cfg.data)  # read once: for trimming the vocabulary, the datasets and the analysis
+    tokenizer, kept_rows = training_tokenizer(cfg.model, cfg.data, splits["train"])
     transform = BERTSentenceTransform(tokenizer, cfg.data.max_len, pair=bool(cfg.data.text_b_column),
                                       text_prefix=cfg.data.text_prefix)
-    datasets, label_names, data_stats = build_datasets(cfg.data, transform)
+    datasets, label_names, data_stats = build_datasets(cfg.data, transform, splits)
     for split, stats in data_stats.items():
         print(f"{split:>10}: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
     val_loader = eval_loader(datasets["validation"], tcfg.eval_batch_size, **loader_options(tcfg, device))
-    val_texts = display_texts(read_split(cfg.data, "validation")) if tcfg.analysis and ddp.is_main else None
+    val_texts = display_texts(splits["validation"]) if tcfg.analysis and ddp.is_main else None
     return TrainingData(tokenizer, transform.pair, label_names, datasets,
                         build_train_loader(cfg, datasets["train"], ddp, device), val_loader, val_texts, kept_rows)
 
