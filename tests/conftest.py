@@ -1,8 +1,10 @@
 """Shared fixtures: a tiny random BERT in Hugging Face layout, tiny generated data, and the real
 default checkpoint / shared datasets (tests needing those skip with the reason when absent)."""
+import contextlib
 import json
 import os
 import random
+import signal
 import shutil
 import subprocess
 import sys
@@ -71,15 +73,35 @@ def e5_vocab_bert(tmp_path_factory) -> Path:
     return directory
 
 
-def make_examples(n: int, seed: int) -> list[dict]:
+def make_examples(n: int, seed: int, class_words=CLASS_WORDS, filler=FILLER, fillers=(2, 8)) -> list[dict]:
+    """Labels in turn; each text a few filler words and one word of its class, shuffled."""
     rng = random.Random(seed)
     rows = []
     for i in range(n):
-        label = list(CLASS_WORDS)[i % len(CLASS_WORDS)]
-        words = rng.sample(FILLER, rng.randint(2, 8)) + [rng.choice(CLASS_WORDS[label])]
+        label = list(class_words)[i % len(class_words)]
+        words = rng.sample(filler, rng.randint(*fillers)) + [rng.choice(class_words[label])]
         rng.shuffle(words)
         rows.append({"text": " ".join(words), "label": label})
     return rows
+
+
+@contextlib.contextmanager
+def sigterm_after_step(step: int):
+    """The loop as a preemption meets it: SIGTERM to this process once optimizer step `step` is recorded."""
+    import engine.loop
+
+    record_step = engine.loop.record_step
+
+    def record_then_signal(run, progress, *args):
+        record_step(run, progress, *args)
+        if progress.step == step:
+            os.kill(os.getpid(), signal.SIGTERM)  # what Ctrl-C, `kill` or a preemption deliver
+
+    engine.loop.record_step = record_then_signal
+    try:
+        yield
+    finally:
+        engine.loop.record_step = record_step
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

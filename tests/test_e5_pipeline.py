@@ -6,7 +6,6 @@ import contextlib
 import io
 import json
 import os
-import random
 import shutil
 import signal
 import sys
@@ -18,14 +17,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
-import engine.loop
 from common.config import PROJECT_ROOT
 from data.dataset import ClassificationDataset
 from data.report import describe, format_report
 from data.tokenizer import load_tokenizer
 from engine.inference import Predictor, eval_loader, predict_logits
 from model.checkpoint import load_checkpoint
-from tests.conftest import run_script, write_jsonl
+from tests.conftest import make_examples, run_script, sigterm_after_step, write_jsonl
 from tests.test_bad_input import one_line_error
 from tests.test_distributed import TOLERANCE as DDP_TOLERANCE, TORCHRUN, max_difference
 from tests.test_resume import assert_bitwise_equal
@@ -46,14 +44,7 @@ TEXTS = ["오늘 정말 행복해요", UNSEEN, f"{NO_PIECE} 무서워요", "친�
 
 
 def korean_examples(n: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        label = list(CLASS_WORDS)[i % len(CLASS_WORDS)]
-        words = rng.sample(FILLER, rng.randint(1, 4)) + [rng.choice(CLASS_WORDS[label])]
-        rng.shuffle(words)
-        rows.append({"text": " ".join(words), "label": label})
-    return rows
+    return make_examples(n, seed, CLASS_WORDS, FILLER, fillers=(1, 4))
 
 
 @pytest.fixture(scope="module")
@@ -272,23 +263,14 @@ def test_mean_pooled_run_is_refused_for_hf_export_in_one_line(mean_run, tmp_path
 # ---- 5. resume
 
 def test_trimmed_run_stopped_mid_epoch_resumes_to_bitwise_identical_weights(pooler_run, e5_vocab_bert, korean_data,
-                                                                            tmp_path, monkeypatch):
+                                                                            tmp_path):
     """Trimming is recomputed from the same training split on resume: same pieces, same table shape."""
-    record_step = engine.loop.record_step
-
-    def stop_after_step_4(run, progress, *args):
-        record_step(run, progress, *args)
-        if progress.step == 4:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(engine.loop, "record_step", stop_after_step_4)
-    with pytest.raises(SystemExit) as stopped:
+    with sigterm_after_step(4), pytest.raises(SystemExit) as stopped:
         train_in_process(pooler_overrides(e5_vocab_bert, korean_data), tmp_path)
     assert stopped.value.code == 128 + signal.SIGTERM
     saved = json.loads((tmp_path / "checkpoints" / "last" / "training_state.json").read_text())["progress"]
     assert (saved["step"], saved["epoch"], saved["batch_in_epoch"]) == (4, 0, 4)  # mid-epoch (6 steps each)
 
-    monkeypatch.setattr(engine.loop, "record_step", record_step)
     printed = train_in_process(pooler_overrides(e5_vocab_bert, korean_data, "trainer.resume=auto"), tmp_path)
     assert "resumed from" in printed and "at step 4" in printed
     uninterrupted = pooler_run[0]

@@ -1,7 +1,6 @@
 """The training loop in process (no subprocess): train.py's train(cfg) on a composed config, and a stop
 request mid-epoch whose resume ends in the same weights as a run that was never stopped."""
 import json
-import os
 import signal
 
 import pytest
@@ -9,9 +8,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
-import engine.loop
 from common.config import PROJECT_ROOT
 from engine.resume import TrainingProgress
+from tests.conftest import sigterm_after_step
 from train import train
 
 
@@ -49,22 +48,13 @@ def test_train_in_process_returns_the_monitored_value_and_writes_the_run(uninter
 
 
 def test_stop_request_saves_and_the_resumed_run_ends_in_the_same_weights(uninterrupted, tiny_model_dir, tiny_data,
-                                                                         tmp_path, monkeypatch):
-    record_step = engine.loop.record_step
-
-    def signal_after_step_9(run, progress, *args):
-        record_step(run, progress, *args)
-        if progress.step == 9:
-            os.kill(os.getpid(), signal.SIGTERM)  # what Ctrl-C, `kill` or a preemption deliver
-
-    monkeypatch.setattr(engine.loop, "record_step", signal_after_step_9)
-    with pytest.raises(SystemExit) as stopped:
+                                                                         tmp_path):
+    with sigterm_after_step(9), pytest.raises(SystemExit) as stopped:
         train(composed(tiny_model_dir, tiny_data), tmp_path)
     assert stopped.value.code == 128 + signal.SIGTERM
     saved = json.loads((tmp_path / "checkpoints" / "last" / "training_state.json").read_text())["progress"]
     assert (saved["step"], saved["epoch"], saved["batch_in_epoch"]) == (9, 0, 9)
 
-    monkeypatch.setattr(engine.loop, "record_step", record_step)
     train(composed(tiny_model_dir, tiny_data, "trainer.resume=auto"), tmp_path)
     reference = last_weights(uninterrupted[0])
     resumed = last_weights(tmp_path)
