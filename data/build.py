@@ -1,7 +1,10 @@
-"""From the `data` config to train/validation/test datasets with a fixed label order."""
+"""From the `data` config to train/validation/test datasets with a fixed label order.
+
+Single-label data gives class ids, multi-label data (data.multi_label) multi-hot rows: `label_ids`.
+"""
 import logging
 from collections import defaultdict
-from itertools import combinations
+from itertools import chain, combinations
 
 import numpy as np
 
@@ -14,10 +17,39 @@ log = logging.getLogger(__name__)
 
 
 def read_file(data_cfg, path) -> Examples:
+    # .get: checkpoints trained before data.dedup and the multi-label keys existed store a data config without them
     examples = read_examples(path, data_cfg.text_column, data_cfg.label_column, data_cfg.text_b_column,
-                             data_cfg.format, data_cfg.delimiter, data_cfg.decode_errors, data_cfg.empty_text)
-    # .get: checkpoints trained before data.dedup existed store a data config without it
+                             data_cfg.format, data_cfg.delimiter, data_cfg.decode_errors, data_cfg.empty_text,
+                             label_delimiter=data_cfg.get("label_delimiter"),
+                             multi_label=data_cfg.get("multi_label"),
+                             allow_empty_labels=data_cfg.get("allow_empty_labels", False))
     return drop_duplicates(examples) if data_cfg.get("dedup", False) else examples
+
+
+def is_multi_label(examples: Examples) -> bool:
+    return examples.multi_label
+
+
+def as_multi_label(examples: Examples) -> Examples:
+    """Single-label examples as one-label tuples (a validation file of plain labels beside multi-label
+    training data)."""
+    if examples.multi_label:
+        return examples
+    return Examples(examples.texts, [(label,) for label in examples.labels], examples.source, examples.texts_b,
+                    examples.stats, multi_label=True)
+
+
+def agree_on_multi_label(splits: dict[str, Examples]) -> dict[str, Examples]:
+    """The training split decides: when multi-label, every split is; a multi-label split beside
+    single-label training data is an error (its label sets would have no model output)."""
+    train = splits["train"]
+    if train.multi_label:
+        return {name: as_multi_label(examples) for name, examples in splits.items()}
+    for examples in splits.values():
+        if examples.multi_label:
+            raise UserError(f"{examples.source}: several labels per text, but the training data {train.source} "
+                            "has one (set data.multi_label=true to train multi-label)")
+    return splits
 
 
 def example_keys(examples: Examples) -> list:
@@ -40,7 +72,7 @@ def read_splits(data_cfg) -> dict[str, Examples]:
     (stratified, seeded by data.split_seed) so every run of a config sees the same split."""
     if not data_cfg.train:
         raise UserError("data.train is not set (path of the training file)")
-    given = {name: read_file(data_cfg, data_cfg[name]) for name in SPLITS if data_cfg.get(name)}
+    given = agree_on_multi_label({name: read_file(data_cfg, data_cfg[name]) for name in SPLITS if data_cfg.get(name)})
     missing = [name for name in SPLITS if name not in given]
     if missing:
         fractions = {name: float(data_cfg.split[name]) for name in ["train", *missing]}
@@ -64,32 +96,53 @@ def read_split(data_cfg, split: str) -> Examples:
 
 
 def label_names(data_cfg, train: Examples) -> list[str]:
-    names = list(data_cfg.labels) if data_cfg.labels else sorted(set(train.labels))
-    if len(set(train.labels)) < 2:
-        raise UserError(f"{train.source}: only one class ({train.labels[0]!r}) in the training data")
+    """data.labels, else the sorted names found in train (multi-label: in any text's label set)."""
+    found = set(chain.from_iterable(train.labels)) if train.multi_label else set(train.labels)
+    names = list(data_cfg.labels) if data_cfg.labels else sorted(found)
+    if not found:  # multi-label with data.allow_empty_labels=true, every label set empty
+        raise UserError(f"{train.source}: no text has a label in the training data")
+    if len(found) < 2:
+        raise UserError(f"{train.source}: only one class ({next(iter(found))!r}) in the training data")
     return names
 
 
-def label_ids(examples: Examples, names: list[str]) -> np.ndarray:
+def label_ids(examples: Examples, names: list[str], multi_label: bool | None = None) -> np.ndarray:
+    """(N,) int64 class ids, or for multi-label (N, C) float32 multi-hot rows over `names`.
+    `multi_label`: what the model is (None: what the examples are); single-label examples for a
+    multi-label model count as one-label sets."""
+    multi = examples.multi_label if multi_label is None else multi_label
+    if multi and not examples.multi_label:
+        examples = as_multi_label(examples)
+    if examples.multi_label and not multi:
+        raise UserError(f"{examples.source}: several labels per text, but the model gives one label per text")
     index = {name: i for i, name in enumerate(names)}
-    unknown = sorted(set(examples.labels) - set(index))
+    found = set(chain.from_iterable(examples.labels)) if multi else set(examples.labels)
+    unknown = sorted(found - set(index))
     if unknown:
         raise UserError(f"{examples.source}: label {unknown[0]!r} is not one of the model's labels "
                         f"({', '.join(names)})")
-    return np.asarray([index[label] for label in examples.labels], dtype=np.int64)
+    if not multi:
+        return np.asarray([index[label] for label in examples.labels], dtype=np.int64)
+    rows = [row for row, labels in enumerate(examples.labels) for _ in labels]
+    columns = [index[name] for labels in examples.labels for name in labels]
+    multi_hot = np.zeros((len(examples), len(names)), dtype=np.float32)
+    multi_hot[rows, columns] = 1
+    return multi_hot
 
 
 def split_stats(splits: dict[str, Examples]) -> tuple[dict[str, dict], dict]:
     """What reading found, per split: examples, repaired texts, what the reader skipped, and
     `duplicates` (rows repeating an earlier row's text in the split), `shared_with_other_splits`
     (distinct texts also in another split), `conflicting_labels` (distinct texts that carry more
-    than one label across all splits). Across splits: texts each pair of splits shares and the
-    number of texts with conflicting labels. Sets of the texts already in memory: hashing, no copies."""
+    than one label, or multi-label more than one label set, across all splits). Across splits: texts
+    each pair of splits shares and the number of texts with conflicting labels. Sets of the texts
+    already in memory: hashing, no copies."""
     keys = {name: example_keys(examples) for name, examples in splits.items()}
     labels_of = defaultdict(set)
     for name, examples in splits.items():
         for key, label in zip(keys[name], examples.labels):
-            labels_of[key].add(label)
+            # a label set, in whatever order the file lists it
+            labels_of[key].add(frozenset(label) if isinstance(label, tuple) else label)
     conflicting = {key for key, labels in labels_of.items() if len(labels) > 1}
     distinct = {name: set(k) for name, k in keys.items()}
     stats = {}

@@ -12,7 +12,7 @@ class Batch(NamedTuple):
     token_ids: torch.Tensor  # (B, T) int64, T = longest sequence in this batch
     valid_length: torch.Tensor  # (B,)
     segment_ids: torch.Tensor  # (B, T)
-    labels: torch.Tensor  # (B,), -1 where unknown (prediction)
+    labels: torch.Tensor  # (B,) int64 class ids, -1 where unknown (prediction); multi-label: (B, C) float32 multi-hot
     indices: torch.Tensor  # (B,) positions in the dataset, to restore order after length sorting
 
     def to(self, device, non_blocking=False):
@@ -23,12 +23,19 @@ class ClassificationDataset(Dataset):
     """Tokenizes everything at construction: epochs then cost no tokenizer time at all."""
 
     def __init__(self, texts: list[str], labels, transform: BERTSentenceTransform, texts_b=None):
+        """`labels`: (N,) class ids, (N, C) multi-hot rows (data.build.label_ids), or None (unknown)."""
         encoded = transform.encode(list(texts), list(texts_b) if texts_b is not None else None)
         self.token_ids, self.segment_ids = encoded.token_ids, encoded.segment_ids
         self.valid_length = encoded.valid_length
         self.n_truncated = encoded.n_truncated
-        self.labels = np.asarray(labels if labels is not None else [-1] * len(texts), dtype=np.int64)
+        labels = np.asarray(labels if labels is not None else [-1] * len(texts))
+        # float multi-hot: what binary cross-entropy takes as its target
+        self.labels = labels.astype(np.float32 if labels.ndim == 2 else np.int64, copy=False)
         self.pad_id = transform.tokenizer.pad_id
+
+    @property
+    def multi_label(self) -> bool:
+        return self.labels.ndim == 2
 
     def __len__(self):
         return len(self.labels)

@@ -1,10 +1,14 @@
 """Readers for labelled text files (JSONL, CSV/TSV, delimited TXT without header, XLSX) and splits.
 
-Every problem a user can cause is reported as `file:line: what` in one line (UserError).
+A file is single-label (one name per text) or multi-label (a tuple of names per text: JSONL lists,
+or label cells joined by data.label_delimiter). Every problem a user can cause is reported as
+`file:line: what` in one line (UserError).
 """
 import csv
 import io
 import json
+import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,15 +17,19 @@ import numpy as np
 from common.errors import UserError
 
 REPLACEMENT_CHAR = "\ufffd"
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Examples:
     texts: list[str]
-    labels: list[str]  # label names as written in the file ("" when the file has no labels)
+    # label names as written in the file ("" when the file has no labels); multi-label: a tuple of
+    # names per text (stripped, no repeats, in file order; empty only with data.allow_empty_labels)
+    labels: list[str] | list[tuple[str, ...]]
     source: str
     texts_b: list[str] | None = None  # second sentence of a pair
     stats: dict = field(default_factory=dict)  # what reading the file skipped, for the run log
+    multi_label: bool = False
 
     def __len__(self):
         return len(self.texts)
@@ -29,7 +37,7 @@ class Examples:
     def subset(self, idx, source=None) -> "Examples":
         pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
         return Examples(pick(self.texts), pick(self.labels), source or self.source,
-                        pick(self.texts_b) if self.texts_b is not None else None)
+                        pick(self.texts_b) if self.texts_b is not None else None, multi_label=self.multi_label)
 
 
 def decode(raw: bytes, path: Path, errors: str) -> str:
@@ -59,8 +67,13 @@ def detect_format(path: Path) -> str:
 
 
 def read_examples(path, text_column="text", label_column="label", text_b_column=None,
-                  format="auto", delimiter=";", decode_errors="strict", empty_text="skip") -> Examples:
-    """Reads (text, label) rows. `txt` is header-less `text<delimiter>label`, split on the last delimiter."""
+                  format="auto", delimiter=";", decode_errors="strict", empty_text="skip",
+                  label_delimiter=None, multi_label=None, allow_empty_labels=False) -> Examples:
+    """Reads (text, label) rows. `txt` is header-less `text<delimiter>label`, split on the last delimiter.
+
+    Multi-label when `multi_label` is true, or when it is None and the file holds JSONL lists of labels
+    or `label_delimiter` is set: string labels are then split on `label_delimiter` (when set) and a
+    plain string is a one-label tuple, so a JSONL file may mix lists and strings."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
@@ -68,13 +81,19 @@ def read_examples(path, text_column="text", label_column="label", text_b_column=
     readers = {"jsonl": _jsonl_rows, "csv": _csv_rows, "tsv": _csv_rows, "txt": _txt_rows, "xlsx": None}
     if fmt not in readers:
         raise UserError(f"data.format={fmt!r} is not one of {', '.join(readers)}")
+    if label_delimiter and multi_label is False:
+        raise UserError(f"data.label_delimiter={label_delimiter!r} splits a label cell into several labels, "
+                        "but data.multi_label=false (set it to null or true, or data.label_delimiter=null)")
+    if label_delimiter and fmt == "txt" and label_delimiter == delimiter:
+        raise UserError(f"data.label_delimiter={label_delimiter!r} is also data.delimiter, which separates a txt "
+                        "line's text from its labels: choose another")
     columns = [text_column, label_column] + ([text_b_column] if text_b_column else [])
     if fmt == "xlsx":  # binary: cells are already text, no decoding policy applies
         rows = _xlsx_rows(path, columns)
     else:
         text = decode(path.read_bytes(), path, decode_errors)
         rows = readers[fmt](text, path, columns, "\t" if fmt == "tsv" else "," if fmt == "csv" else delimiter)
-    texts, labels, texts_b, n_empty = [], [], [], 0
+    texts, raw_labels, line_numbers, texts_b, n_empty = [], [], [], [], 0
     for line_no, row in rows:
         if not str(row[0]).strip():
             if empty_text == "error":
@@ -82,13 +101,49 @@ def read_examples(path, text_column="text", label_column="label", text_b_column=
             n_empty += 1
             continue
         texts.append(str(row[0]))
-        labels.append(str(row[1]).strip())
+        raw_labels.append(row[1])
+        line_numbers.append(line_no)
         if text_b_column:
             texts_b.append(str(row[2]))
     if not texts:
         raise UserError(f"{path}: no examples (the file is empty or every text is empty)")
+    # Decided over the whole file: a list on its last line makes the strings above it one-label tuples.
+    multi = multi_label if multi_label is not None else (
+        bool(label_delimiter) or any(isinstance(value, list) for value in raw_labels))
+    if multi:
+        labels = [label_set(value, f"{path}:{line_no}", label_delimiter, allow_empty_labels)
+                  for value, line_no in zip(raw_labels, line_numbers)]
+    else:
+        labels = [single_label(value, f"{path}:{line_no}") for value, line_no in zip(raw_labels, line_numbers)]
     return Examples(texts, labels, str(path), texts_b if text_b_column else None,
-                    {"empty_texts_skipped": n_empty})
+                    {"empty_texts_skipped": n_empty}, multi_label=multi)
+
+
+def single_label(value, where: str) -> str:
+    if isinstance(value, list):  # only reached with data.multi_label=false: null would have detected it
+        raise UserError(f"{where}: the label is a list ({json.dumps(value, ensure_ascii=False)}) but "
+                        "data.multi_label=false (set it to null or true for multi-label data)")
+    return str(value).strip()
+
+
+def label_set(value, where: str, label_delimiter: str | None, allow_empty: bool) -> tuple[str, ...]:
+    """One text's label names: a JSONL list as it is, a string split on `label_delimiter` (when set)."""
+    if isinstance(value, list):
+        for item in value:
+            if not isinstance(item, str):
+                raise UserError(f"{where}: label {json.dumps(item, ensure_ascii=False)} in the label list "
+                                "is not a string")
+        names = value
+    elif value is None:  # JSON null: no label
+        names = []
+    else:
+        names = str(value).split(label_delimiter) if label_delimiter else [str(value)]
+    # dict.fromkeys: drops repeats, keeps the file's order
+    labels = tuple(dict.fromkeys(name.strip() for name in names if name.strip()))
+    if not labels and not allow_empty:
+        raise UserError(f"{where}: empty label list (set data.allow_empty_labels=true to keep texts "
+                        "without any label)")
+    return labels
 
 
 def _lines(text):
@@ -180,18 +235,21 @@ def _txt_rows(text, path, columns, delimiter):
 
 
 def stratified_split(examples: Examples, fractions: dict, seed: int) -> dict:
-    """Splits one labelled set into named parts (e.g. train/validation/test) keeping class ratios."""
-    from sklearn.model_selection import train_test_split
+    """Splits one labelled set into named parts (e.g. train/validation/test) keeping class ratios.
 
+    Multi-label sets are stratified by each text's rarest label (over the whole file), so that rare
+    labels reach every part; when some label is too rare even for that, the split is random (seeded,
+    so just as reproducible), with a warning."""
     names, sizes = list(fractions), np.asarray(list(fractions.values()), dtype=float)
     if abs(sizes.sum() - 1) > 1e-6:
         raise UserError(f"data.split fractions must sum to 1, got {dict(fractions)}")
+    strata = rarest_labels(examples.labels) if examples.multi_label else examples.labels
     remaining, parts = np.arange(len(examples)), {}
     for k, name in enumerate(names[:-1]):
         share = sizes[k] / sizes[k:].sum()
-        labels = [examples.labels[i] for i in remaining]
         try:
-            taken, remaining = train_test_split(remaining, train_size=share, random_state=seed, stratify=labels)
+            taken, remaining = split_off(remaining, share, seed, [strata[i] for i in remaining],
+                                         examples.multi_label, examples.source)
         except ValueError as e:  # too few examples (of some class) for these fractions
             raise UserError(f"{examples.source}: cannot split {len(examples)} examples stratified by label into "
                             f"{', '.join(names)} ({e}); give more examples or data.validation/data.test files"
@@ -199,3 +257,24 @@ def stratified_split(examples: Examples, fractions: dict, seed: int) -> dict:
         parts[name] = examples.subset(np.sort(taken), f"{examples.source} [{name}]")
     parts[names[-1]] = examples.subset(np.sort(remaining), f"{examples.source} [{names[-1]}]")
     return parts
+
+
+def split_off(indices, share: float, seed: int, strata: list, random_fallback: bool, source: str):
+    """(taken, rest) of `indices`, stratified by `strata`; with `random_fallback`, unstratified
+    where stratifying is impossible (a stratum of one text, or more strata than a part has texts)."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        return train_test_split(indices, train_size=share, random_state=seed, stratify=strata)
+    except ValueError as e:
+        if not random_fallback:
+            raise
+        log.warning("%s: cannot stratify by rarest label (%s); splitting at random (seeded)", source, e)
+        return train_test_split(indices, train_size=share, random_state=seed)
+
+
+def rarest_labels(label_sets: list[tuple[str, ...]]) -> list[str]:
+    """Each text's least frequent label ("" for a text without labels); ties go to the first name
+    in sorted order, so the strata do not depend on the order labels are written in."""
+    frequency = Counter(name for labels in label_sets for name in labels)
+    return [min(labels, key=lambda name: (frequency[name], name)) if labels else "" for labels in label_sets]

@@ -6,7 +6,8 @@
 Reads and checks the splits exactly as train.py does, then prints per-split counts, the class
 distribution, token lengths under the model's tokenizer (and how many texts data.max_len
 truncates), duplicates, texts shared between splits and conflicting labels. Saves
-class_frequency.png and token_length.png under `out`.
+class_frequency.png and token_length.png under `out`. Multi-label data adds how many labels the
+texts carry, the label pairs seen most together and label_co_occurrence.png (training split).
 """
 import sys
 import unicodedata
@@ -26,6 +27,7 @@ from common.errors import exit_on_user_error
 from common.plot_labels import plottable
 
 PERCENTILES = (50, 90, 95, 99)
+TOP_PAIRS = 10
 
 
 def describe(data_cfg, tokenizer: Tokenizer) -> dict:
@@ -36,7 +38,8 @@ def describe(data_cfg, tokenizer: Tokenizer) -> dict:
     pair = bool(data_cfg.text_b_column)
     # No length limit: the real length of every text, so the report can say what max_len would cut.
     untruncated = BERTSentenceTransform(tokenizer, sys.maxsize, pair=pair, text_prefix=data_cfg.text_prefix)
-    report = {"labels": labels, "max_len": data_cfg.max_len, "across": across, "splits": {}}
+    report = {"labels": labels, "max_len": data_cfg.max_len, "across": across, "splits": {},
+              "multi_label": splits["train"].multi_label}
     n_special = 3 if pair else 2  # [CLS] a [SEP] (b [SEP])
     for name, examples in splits.items():
         ids = label_ids(examples, labels)  # refuses labels training would refuse
@@ -45,7 +48,9 @@ def describe(data_cfg, tokenizer: Tokenizer) -> dict:
         unknown = int((np.concatenate(encoded.token_ids) == tokenizer.unk_id).sum())
         report["splits"][name] = {
             "stats": stats[name],
-            "class_counts": np.bincount(ids, minlength=len(labels)).tolist(),
+            # multi-label: texts carrying each label (they add up to more than the texts)
+            "class_counts": (ids.sum(0).astype(int).tolist() if ids.ndim == 2
+                             else np.bincount(ids, minlength=len(labels)).tolist()),
             "lengths": lengths,
             # inverted_cdf: "p95 = n" reads "95% of texts have at most n tokens"
             "length_percentiles": {q: int(np.percentile(lengths, q, method="inverted_cdf")) for q in PERCENTILES},
@@ -54,31 +59,63 @@ def describe(data_cfg, tokenizer: Tokenizer) -> dict:
             # a tokenizer that does not fit the language shows up here (and as very long sequences)
             "unknown_token_share": unknown / max(1, int(lengths.sum()) - n_special * len(lengths)),
         }
+        if ids.ndim == 2:
+            report["splits"][name].update(label_set_counts(ids))
     return report
+
+
+def label_set_counts(multi_hot: np.ndarray) -> dict:
+    """`labels_per_text`[k]: texts with k labels; `co_occurrence`[i][j]: texts carrying labels i and j
+    (the diagonal: texts carrying label i)."""
+    multi_hot = multi_hot.astype(np.int64)  # exact counts, whatever the number of texts
+    return {"labels_per_text": np.bincount(multi_hot.sum(1)).tolist(),
+            "co_occurrence": (multi_hot.T @ multi_hot).tolist()}
 
 
 def format_report(report: dict) -> str:
     splits, labels = report["splits"], report["labels"]
     lines = [f"{name:>10}: " + ", ".join(f"{k} {v}" for k, v in s["stats"].items()) for name, s in splits.items()]
-    lines += ["", f"{'class':<12}{'id':>4}" + "".join(f"{name:>20}" for name in splits)]
+    width = max(12, *(terminal_columns(label) + 1 for label in labels))  # GoEmotions has 'disappointment'
+    lines += ["", f"{'class':<{width}}{'id':>4}" + "".join(f"{name:>20}" for name in splits)]
     for i, label in enumerate(labels):
         cells = "".join(f"{s['class_counts'][i]:>12,} ({s['class_counts'][i] / s['stats']['examples']:>5.1%})"
                         for s in splits.values())
-        lines.append(f"{pad(label, 12)}{i:>4}{cells}")
+        lines.append(f"{pad(label, width)}{i:>4}{cells}")
     lines += ["", f"{'tokens':<12}" + "".join(f"{'p' + str(q):>7}" for q in PERCENTILES)
               + f"{'max':>8}{'truncated by max_len=' + str(report['max_len']):>30}{'[UNK] share':>13}"]
     for name, s in splits.items():
         lines.append(f"{name:<12}" + "".join(f"{v:>7}" for v in s["length_percentiles"].values())
                      + f"{s['max_length']:>8}{s['truncated']:>22,} ({s['truncated'] / s['stats']['examples']:>5.1%})"
                      + f"{s['unknown_token_share']:>13.2%}")
+    if report["multi_label"]:
+        lines += ["", *format_label_sets(report)]
     lines += ["", describe_across(report["across"])]
     return "\n".join(lines)
 
 
+def format_label_sets(report: dict) -> list[str]:
+    """Labels per text, per split; the label pairs most often on one text in train."""
+    splits, labels = report["splits"], report["labels"]
+    most = max(len(s["labels_per_text"]) for s in splits.values())
+    lines = [f"{'labels/text':<12}" + "".join(f"{k:>16}" for k in range(most))]
+    for name, s in splits.items():
+        counts = s["labels_per_text"] + [0] * (most - len(s["labels_per_text"]))
+        lines.append(f"{name:<12}" + "".join(f"{n:>8,} ({n / s['stats']['examples']:>5.1%})" for n in counts))
+    co_occurrence = np.asarray(splits["train"]["co_occurrence"])
+    pairs = sorted(((int(co_occurrence[i, j]), labels[i], labels[j]) for i in range(len(labels))
+                    for j in range(i + 1, len(labels)) if co_occurrence[i, j]), key=lambda p: -p[0])
+    lines += ["", f"label pairs most often on one text (train, of {len(pairs)} pairs seen):"]
+    lines += [f"  {a} + {b}: {n:,}" for n, a, b in pairs[:TOP_PAIRS]] or ["  none (no text has two labels)"]
+    return lines
+
+
 def pad(text: str, width: int) -> str:
     """Left-aligns in a terminal, where CJK characters take two columns."""
-    columns = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-    return text + " " * (width - columns)
+    return text + " " * (width - terminal_columns(text))
+
+
+def terminal_columns(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def save_plots(report: dict, out: Path, title: str) -> list[Path]:
@@ -94,7 +131,7 @@ def save_plots(report: dict, out: Path, title: str) -> list[Path]:
         ax.bar(np.arange(len(labels)) + k * width, s["class_counts"], width, label=name)
     ticks = plottable(labels)
     ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, ticks)
-    ax.set(ylabel="texts", title=f"{title}: class frequency",
+    ax.set(ylabel="texts", title=f"{title}: {'label' if report['multi_label'] else 'class'} frequency",
            xlabel="" if ticks == labels else "class id (names in the printed table)")
     ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
     fig.savefig(out / "class_frequency.png", dpi=100)
@@ -110,7 +147,39 @@ def save_plots(report: dict, out: Path, title: str) -> list[Path]:
            title=f"{title}: token length")
     ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
     fig.savefig(out / "token_length.png", dpi=100)
-    return [out / "class_frequency.png", out / "token_length.png"]
+    written = [out / "class_frequency.png", out / "token_length.png"]
+    if report["multi_label"]:
+        co_occurrence_figure(splits["train"]["co_occurrence"], labels, f"{title}, train").savefig(
+            out / "label_co_occurrence.png", dpi=100)
+        written.append(out / "label_co_occurrence.png")
+    return written
+
+
+def co_occurrence_figure(co_occurrence, labels: list[str], title: str):
+    """Counts in the cells, coloured by the share of the row label's texts that also carry the
+    column label: a rare label's companions show as clearly as a common one's. The diagonal (each
+    label's own count) is left white, or it would be the darkest cell of every row."""
+    from matplotlib.figure import Figure
+
+    counts = np.asarray(co_occurrence)
+    share = counts / np.maximum(np.diag(counts)[:, None], 1)
+    np.fill_diagonal(share, np.nan)
+    n = len(labels)
+    side = max(4, 0.55 * n + 2)
+    fig = Figure(figsize=(side + 1, side), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=max(np.nanmax(share, initial=0), 1e-9))
+    fig.colorbar(image, ax=ax, shrink=0.6, label="share of the row label's texts")
+    ticks = plottable(labels)
+    ax.set(title=f"{title}: texts carrying both labels", xticks=range(n), yticks=range(n))
+    ax.set_xticklabels(ticks, rotation=45, ha="right")
+    ax.set_yticklabels(ticks)
+    if n <= 30:  # beyond that the numbers no longer fit in the cells
+        dark = np.nan_to_num(share) > 0.6 * np.nanmax(share, initial=0)
+        for (row, col), value in np.ndenumerate(counts):
+            ax.text(col, row, f"{value:d}", ha="center", va="center", fontsize=7,
+                    color="white" if dark[row, col] else "black")
+    return fig
 
 
 @hydra.main(config_path="../conf", config_name="report", version_base="1.3")
