@@ -4,6 +4,8 @@ error analysis files (analysis=DIR) and baselines (baselines=true).
     python evaluate.py checkpoint=outputs/tweets/<run>/checkpoints/best
     python evaluate.py checkpoint=DIR data=files data.test=my_test.jsonl out=report.json
     python evaluate.py checkpoint=DIR split=validation analysis=analysis/ baselines=true
+    python evaluate.py checkpoint=DIR predictions=test.npz          # per-example, for python -m engine.compare
+    python evaluate.py checkpoint=DIR threshold=0.3                 # multi-label: one fixed threshold
 """
 import json
 from pathlib import Path
@@ -15,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 import common.config  # noqa: F401  (registers config resolvers)
 from data.build import label_ids, read_split
 from data.dataset import ClassificationDataset
-from engine.analysis import display_texts, write_analysis
+from engine.analysis import display_texts, write_analysis, write_calibration_analysis
 from engine.baselines import Baselines, checkpoint_train_config, format_comparison
 from common.checks import check_evaluate
 from common.cli import check_overrides
@@ -23,6 +25,8 @@ from common.errors import exit_on_user_error
 from engine.evaluation import evaluate_with_outputs
 from engine.inference import eval_loader, prepare_for_inference
 from engine.metrics import format_report
+from engine.objective import decision_of
+from engine.predictions import predictions_of, write_predictions
 from engine.runtime import configure_cpu, pick_device
 from model.checkpoint import load_checkpoint
 
@@ -49,9 +53,10 @@ def main(cfg: DictConfig):
     mixed_precision = prepare_for_inference(loaded.model, device, cfg.precision, cfg.pack_weights)
     # The baselines' inputs are read and checked before the evaluation pass: a mistake costs no time.
     baselines = Baselines.prepare(cfg, data_cfg, loaded, device) if cfg.baselines else None
+    decision = decision_of(loaded.info).with_threshold(cfg.threshold)
     # Vectors come from the same pass, for the projector.
     result = evaluate_with_outputs(loaded.model, eval_loader(dataset, cfg.batch_size), device, mixed_precision,
-                                   labels, with_vectors=bool(cfg.analysis))
+                                   labels, with_vectors=bool(cfg.analysis), decision=decision)
     metrics = result.metrics
     print(f"{examples.source}: {len(dataset)} examples, {dataset.n_truncated} truncated to "
           f"{loaded.info.max_len} tokens\n")
@@ -65,8 +70,12 @@ def main(cfg: DictConfig):
         with SummaryWriter(str(events)) as writer:
             written = write_analysis(cfg.analysis, writer, cfg.split, result, labels, display_texts(examples), 0,
                                      cfg.top_losses, cfg.projector_max_examples)
+            written += write_calibration_analysis(cfg.analysis, writer, {cfg.split: result}, 0)
         print(f"\nwrote {', '.join(map(str, written))}; TensorBoard (images, PR curves, text, projector): "
               f"tensorboard --logdir {events}")
+    if cfg.predictions:
+        write_predictions(cfg.predictions, predictions_of(result, labels))
+        print(f"\nwrote {cfg.predictions}")
     if cfg.out:
         Path(cfg.out).write_text(json.dumps(report, indent=2, ensure_ascii=False))
         print(f"\nwrote {cfg.out}")

@@ -3,9 +3,12 @@
     python predict.py checkpoint=DIR                  # prompt; quit / exit / 0 / Ctrl-D to leave
     python predict.py checkpoint=DIR < texts.txt      # one JSON object per input line
     python predict.py checkpoint=DIR text="i feel great"
+    python predict.py checkpoint=DIR threshold=0.3    # multi-label: one threshold for every label
 """
 import json
 import sys
+
+import numpy as np
 
 import hydra
 from omegaconf import DictConfig
@@ -20,10 +23,32 @@ from model.checkpoint import load_checkpoint
 QUIT_WORDS = {"quit", "exit", "0"}  # "0" ends the KoBERT tutorial's loop too
 
 
-def as_record(text: str, probs, labels) -> dict:
+def as_record(text: str, probs, labels, decision) -> dict:
+    """Single-label: `label` (the argmax) and its `score`; multi-label: `labels`, every label at or above its
+    threshold (possibly none). Both: `probs` of every label."""
+    all_probs = {name: round(float(p), 6) for name, p in zip(labels, probs)}
+    if decision.multi_label:
+        chosen = decision.predict(probs[None])[0]
+        return {"text": text, "labels": [labels[i] for i in np.flatnonzero(chosen)], "probs": all_probs}
     best = int(probs.argmax())
-    return {"text": text, "label": labels[best], "score": round(float(probs[best]), 6),
-            "probs": {name: round(float(p), 6) for name, p in zip(labels, probs)}}
+    return {"text": text, "label": labels[best], "score": round(float(probs[best]), 6), "probs": all_probs}
+
+
+def print_bars(labels, probs, order, width: int):
+    for i in order:
+        print(f"  {labels[i]:<{width}} {probs[i]:7.2%}  {'#' * round(probs[i] * 30)}")
+
+
+def show_multilabel(predictor: Predictor, probs, width: int):
+    """Every label at or above its threshold, most probable first; when none passes, the top three."""
+    labels, chosen = predictor.labels, predictor.decision.predict(probs[None])[0]
+    passed = [i for i in probs.argsort()[::-1] if chosen[i]]
+    if passed:
+        print(", ".join(f"{labels[i]} ({probs[i]:.1%})" for i in passed))
+        print_bars(labels, probs, passed, width)
+    else:
+        print("no label over its threshold; most probable:")
+        print_bars(labels, probs, probs.argsort()[::-1][:3], width)
 
 
 def interactive(predictor: Predictor):
@@ -40,9 +65,11 @@ def interactive(predictor: Predictor):
         if text.strip().lower() in QUIT_WORDS:
             return
         probs = predictor.probabilities([text])[0]
+        if predictor.decision.multi_label:
+            show_multilabel(predictor, probs, width)
+            continue
         print(f"{predictor.labels[int(probs.argmax())]}  ({probs.max():.1%})")
-        for i in probs.argsort()[::-1]:
-            print(f"  {predictor.labels[i]:<{width}} {probs[i]:7.2%}  {'#' * round(probs[i] * 30)}")
+        print_bars(predictor.labels, probs, probs.argsort()[::-1], width)
 
 
 def piped(predictor: Predictor, lines, out):
@@ -60,7 +87,8 @@ def write_records(predictor, texts, out):
     texts = [t for t in texts if t.strip()]
     if texts:
         for text, probs in zip(texts, predictor.probabilities(texts)):
-            out.write(json.dumps(as_record(text, probs, predictor.labels), ensure_ascii=False) + "\n")
+            out.write(json.dumps(as_record(text, probs, predictor.labels, predictor.decision), ensure_ascii=False)
+                      + "\n")
         out.flush()
 
 
@@ -71,7 +99,7 @@ def main(cfg: DictConfig):
     configure_cpu(cfg.threads)
     device = pick_device(cfg.device)
     predictor = Predictor(load_checkpoint(cfg.checkpoint, device), device, cfg.precision, cfg.batch_size,
-                          cfg.pack_weights)
+                          cfg.pack_weights, cfg.threshold)
     # Undecodable bytes on stdin become U+FFFD instead of a UnicodeDecodeError halfway through a file.
     sys.stdin.reconfigure(errors="replace")
     if cfg.text is not None:

@@ -21,19 +21,23 @@ from torch.utils.tensorboard import SummaryWriter
 import common.config  # noqa: F401  (registers the conf/ resolvers)
 from common.checks import check_train
 from common.cli import check_overrides
-from common.errors import exit_on_user_error
-from engine.analysis import write_analysis
+from common.errors import UserError, exit_on_user_error
+from engine.analysis import write_analysis, write_calibration_analysis
 from engine.build import build_data, build_model, build_optimization, loader_options, planned_steps
 from engine.distributed import (NullWriter, init_distributed, launch_env, leaves_process_group, share_from_main,
                                 wrap_model)
-from engine.evaluation import evaluate, evaluate_with_outputs
+from engine.calibration import fit_temperature
+from engine.evaluation import evaluate, evaluate_with_outputs, score_outputs
 from engine.inference import eval_loader
 from engine.loop import Checkpoints, Training, TrainingStopped, fit
+from engine.objective import Decision, build_objective, decision_of
+from engine.optim import lr_groups
+from engine.predictions import predictions_of, predictions_path, write_predictions
 from engine.resume import (TrainingProgress, check_trimmed_vocabulary, read_training_state, resume_command,
                            resume_directory)
 from engine.runtime import autocast, configure_cpu, seed_everything
-from engine.tracking import log_hparams, write_run_metrics
-from model.checkpoint import ClassifierInfo, load_checkpoint, load_weights
+from engine.tracking import MULTI_LABEL_ONLY, FinalScores, log_hparams, write_run_metrics
+from model.checkpoint import ClassifierInfo, load_checkpoint, load_weights, save_checkpoint, with_decision
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -62,6 +66,15 @@ def train(cfg: DictConfig, output_dir) -> float:
     resume_dir = resume_directory(tcfg.resume, last_dir)
 
     data = build_data(cfg, ddp, device)  # tokenized once, batched by similar length, padded per batch
+    check_monitor(tcfg, data.multi_label)
+    objective, loss_weights = build_objective(cfg.loss, data.label_names, data.datasets["train"].labels)
+    if data.multi_label:
+        print(f"multi-label: {len(data.label_names)} sigmoid outputs, binary cross-entropy; thresholds "
+              + (f"fixed at {tcfg.threshold}" if tcfg.threshold is not None else
+                 f"tuned on validation ({tcfg.threshold_scope}, for {tcfg.threshold_metric})"))
+    if loss_weights:
+        print(f"{'pos_weight' if data.multi_label else 'class weights'}: "
+              + ", ".join(f"{name} {w:.3g}" for name, w in loss_weights.items()))
 
     # ---- model, optimizer, schedule
     model = build_model(cfg, len(data.label_names), device, data.kept_rows)
@@ -89,11 +102,12 @@ def train(cfg: DictConfig, output_dir) -> float:
     writer = (SummaryWriter(str(run_dir / "tensorboard"), purge_step=progress.step + 1 if resume_dir else None)
               if ddp.is_main else NullWriter())
     info = ClassifierInfo(data.label_names, cfg.model.pooling, cfg.data.max_len, data.pair, cfg.model.dropout,
-                          cfg.data.text_prefix)
+                          cfg.data.text_prefix, data.multi_label, loss_weights=loss_weights)
     checkpoints = Checkpoints(best_dir, last_dir, info, data.tokenizer, OmegaConf.to_yaml(cfg, resolve=True))
     run = Training(tcfg, model, torch.compile(parallel_model) if tcfg.compile else parallel_model, optimizer,
                    scheduler, data.train_loader, data.val_loader, data.label_names, device,
-                   autocast(device, tcfg.precision), total_steps, checkpoints, writer, ddp, no_sync, data.val_texts)
+                   autocast(device, tcfg.precision), total_steps, checkpoints, writer, ddp, no_sync, data.val_texts,
+                   objective.to(device), lr_groups(optimizer))
     try:
         fit(run, progress)
     except TrainingStopped as stopped:
@@ -103,26 +117,54 @@ def train(cfg: DictConfig, output_dir) -> float:
                   f"{last_dir}.\nresume with: {resume_command(run_dir, ddp.world_size)}", file=sys.stderr)
         sys.exit(128 + stopped.signum)
     if ddp.is_main:
-        test = score_best_checkpoint(run, cfg, progress, data.datasets["test"], run_dir)
-        write_run_metrics(run_dir / "metrics.json", progress, test, data.label_names, tcfg.batch_size)
+        final = score_best_checkpoint(run, cfg, progress, data.datasets["test"], run_dir)
+        write_run_metrics(run_dir / "metrics.json", progress, final, data.label_names, tcfg.batch_size)
     return progress.best[tcfg.monitor]
 
 
-def score_best_checkpoint(run: Training, cfg, progress: TrainingProgress, test_set, run_dir: Path) -> dict:
-    """The best checkpoint on the test split, loaded exactly as evaluate.py loads it; with
-    trainer.analysis, its validation errors and sentence vectors (one more validation pass)."""
-    tcfg, writer = cfg.trainer, run.writer
-    best_model = load_checkpoint(run.checkpoints.best_dir, run.device).model
-    test = evaluate(best_model, eval_loader(test_set, tcfg.eval_batch_size, **loader_options(tcfg, run.device)),
-                    run.device, run.mixed_precision, run.label_names)
-    log_hparams(writer, cfg, progress.best, test, progress.step)  # test/* scalars + the HParams entry of this run
+def check_monitor(tcfg, multi_label: bool):
+    if not multi_label and tcfg.monitor in MULTI_LABEL_ONLY:
+        raise UserError(f"trainer.monitor={tcfg.monitor} exists for multi-label data only; this data is "
+                        "single-label (accuracy | macro_f1 | loss)")
+    if multi_label and tcfg.calibrate:
+        raise UserError("trainer.calibrate=true fits a softmax temperature, for single-label data; multi-label "
+                        "decisions are calibrated by their thresholds (trainer.threshold)")
+
+
+def score_best_checkpoint(run: Training, cfg, progress: TrainingProgress, test_set, run_dir: Path) -> FinalScores:
+    """The best checkpoint, loaded exactly as evaluate.py loads it, on validation and test: optionally
+    calibrated on validation first (trainer.calibrate, saved into the checkpoint), per-example predictions
+    of both splits beside metrics.json, and with trainer.analysis the error analysis of both."""
+    tcfg, writer, best_dir = cfg.trainer, run.writer, run.checkpoints.best_dir
+    loaded = load_checkpoint(best_dir, run.device)
+    decision = decision_of(loaded.info)
+    test_loader = eval_loader(test_set, tcfg.eval_batch_size, **loader_options(tcfg, run.device))
+    val = evaluate_with_outputs(loaded.model, run.val_loader, run.device, run.mixed_precision, run.label_names,
+                                with_vectors=tcfg.analysis, decision=decision)
+    uncalibrated = None
+    if tcfg.calibrate:
+        uncalibrated = {"validation": val.metrics, "test": evaluate(loaded.model, test_loader, run.device,
+                                                                    run.mixed_precision, run.label_names)}
+        decision = Decision(temperature=fit_temperature(val.logits, val.labels))
+        c = run.checkpoints
+        save_checkpoint(best_dir, loaded.model, with_decision(loaded.info, decision), c.tokenizer, c.config_yaml)
+        val = score_outputs(val.logits, val.labels, run.label_names, decision, val.vectors)
+        print(f"calibrated: temperature {decision.temperature:.3f}, validation ECE "
+              f"{uncalibrated['validation']['ece']:.4f} -> {val.metrics['ece']:.4f} (saved in {best_dir})")
+    test = evaluate_with_outputs(loaded.model, test_loader, run.device, run.mixed_precision, run.label_names,
+                                 decision=decision)
+    for split, outputs in (("validation", val), ("test", test)):
+        write_predictions(predictions_path(run_dir, split), predictions_of(outputs, run.label_names))
+    log_hparams(writer, cfg, progress.best, test.metrics, progress.step)  # test/* + this run's HParams entry
     if tcfg.analysis:
-        best_val = evaluate_with_outputs(best_model, run.val_loader, run.device, run.mixed_precision,
-                                         run.label_names, with_vectors=True)
-        write_analysis(run_dir / "analysis", writer, "best_validation", best_val, run.label_names, run.val_texts,
+        write_analysis(run_dir / "analysis", writer, "best_validation", val, run.label_names, run.val_texts,
                        progress.step, tcfg.top_losses, tcfg.projector_max_examples)
+        write_calibration_analysis(run_dir / "analysis", writer, {"validation": val, "test": test}, progress.step)
     writer.close()
-    return test
+    fixed = ({threshold: score_outputs(test.logits, test.labels, run.label_names,
+                                       decision.with_threshold(threshold)).metrics for threshold in (0.3, 0.5)}
+             if decision.multi_label else None)
+    return FinalScores(test.metrics, val.metrics, uncalibrated, fixed, decision)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ def check_train(cfg, processes: int = 1):
     check_model(cfg.model)
     check_data(cfg.data)
     check_optimization(cfg.optim, cfg.scheduler)
+    check_loss(cfg.loss)
     check_trainer(cfg.trainer, processes)
     check_max_len(cfg.data, resolved(cfg, "model.path"))  # last: resolving it may build an encoder directory
     check_trim_vocab(cfg.model, resolved(cfg, "model.path"))
@@ -43,6 +44,7 @@ def check_train(cfg, processes: int = 1):
 
 def check_evaluate(cfg):
     at_least(cfg, ("top_losses", "projector_max_examples", "batch_size", "threads"), 1, "")
+    check_threshold(cfg.threshold, "threshold")
     check_device(cfg.device, "device")
     if cfg.data is not None:
         check_data(cfg.data, train_required=False)
@@ -50,6 +52,7 @@ def check_evaluate(cfg):
 
 def check_predict(cfg):
     at_least(cfg, ("batch_size", "threads"), 1, "")
+    check_threshold(cfg.threshold, "threshold")
     check_device(cfg.device, "device")
 
 
@@ -142,14 +145,37 @@ def check_optimization(optim, scheduler):
     require(optim.eps > 0, "optim.eps", optim.eps, "must be above 0")
     betas = list(optim.betas)
     require(len(betas) == 2 and all(0 <= b < 1 for b in betas), "optim.betas", betas, "must be two numbers in [0, 1)")
+    require(0 < optim.layer_decay <= 1, "optim.layer_decay", optim.layer_decay, "must be in (0, 1] (1: off)")
     for name in ("warmup_ratio", "min_lr_ratio"):
         require(0 <= scheduler[name] <= 1, f"scheduler.{name}", scheduler[name], "must be in [0, 1]")
+
+
+def check_loss(loss):
+    """The shape of the weights here; their label names are checked once the labels are known (engine/objective.py)."""
+    require(0 <= loss.label_smoothing < 1, "loss.label_smoothing", loss.label_smoothing, "must be in [0, 1)")
+    for key in ("class_weights", "pos_weight"):
+        value = loss[key]
+        if value is None or value == "balanced":
+            continue
+        if not OmegaConf.is_dict(value):
+            raise UserError(f"loss.{key}={value} must be null, balanced or {{label: weight, ...}}")
+        for name, weight in value.items():
+            ok = isinstance(weight, (int, float)) and not isinstance(weight, bool) and weight > 0
+            require(ok and math.isfinite(weight), f"loss.{key}.{name}", weight, "must be a number above 0")
+
+
+def check_threshold(threshold, key: str):
+    if threshold is not None:
+        require(0 < threshold < 1, key, threshold, "must be in (0, 1) (a probability), or null")
 
 
 def check_trainer(trainer, processes: int):
     at_least(trainer, ("max_epochs", "max_steps", "batch_size", "grad_accum_steps", "eval_batch_size",
                        "log_every", "top_losses", "projector_max_examples", "threads"), 1, "trainer.")
     at_least(trainer, ("num_workers", "save_every_steps"), 0, "trainer.")
+    at_least(trainer, ("val_every_steps", "patience"), 1, "trainer.")
+    require(trainer.min_delta >= 0, "trainer.min_delta", trainer.min_delta, "must be at least 0")
+    check_threshold(trainer.threshold, "trainer.threshold")
     require(trainer.max_grad_norm > 0, "trainer.max_grad_norm", trainer.max_grad_norm, "must be above 0")
     check_device(trainer.device, "trainer.device")
     # trainer.batch_size is the global batch of one optimizer step, however many processes run.

@@ -50,9 +50,21 @@ class Precision(StrEnum):
 
 
 class Monitor(StrEnum):
-    accuracy = "accuracy"
+    accuracy = "accuracy"  # multi-label: subset accuracy (every label of the text right)
     macro_f1 = "macro_f1"
     loss = "loss"
+    micro_f1 = "micro_f1"  # these three: multi-label only
+    samples_f1 = "samples_f1"
+    mean_ap = "mean_ap"
+
+
+# "global" is a Python keyword, hence the functional form (as Implementation below).
+ThresholdScope = StrEnum("ThresholdScope", {"per_label": "per_label", "global": "global"})
+
+
+class ThresholdMetric(StrEnum):
+    macro_f1 = "macro_f1"
+    micro_f1 = "micro_f1"
 
 
 class OnNonfinite(StrEnum):
@@ -113,6 +125,9 @@ class DataConfig:
     split_seed: int = 1234
     max_len: int = 64
     text_prefix: str = ""
+    multi_label: Optional[bool] = None
+    label_delimiter: Optional[str] = None
+    allow_empty_labels: bool = False
 
 
 @dataclass
@@ -123,6 +138,14 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     implementation: Implementation = Implementation.fused
+    layer_decay: float = 1.0
+
+
+@dataclass
+class LossConfig:
+    class_weights: Any = None  # null | balanced | {label: weight}: checked by common/checks.py
+    label_smoothing: float = 0.0
+    pos_weight: Any = None  # multi-label: null | balanced | {label: weight}
 
 
 @dataclass
@@ -154,6 +177,13 @@ class TrainerConfig:
     save_every_steps: Optional[int] = 500
     resume: Optional[str] = None  # null | auto | a path
     on_nonfinite: OnNonfinite = OnNonfinite.stop
+    val_every_steps: Optional[int] = None
+    patience: Optional[int] = None
+    min_delta: float = 0.0
+    calibrate: bool = False
+    threshold: Optional[float] = None
+    threshold_scope: ThresholdScope = ThresholdScope.per_label
+    threshold_metric: ThresholdMetric = ThresholdMetric.macro_f1
 
 
 # Entry configs (conf/<name>.yaml). Groups are `Any` here: each group's own schema types them.
@@ -165,6 +195,7 @@ class TrainConfig:
     data: Any = None
     optim: Any = None
     scheduler: Any = None
+    loss: Any = None
     trainer: Any = None
 
 
@@ -186,6 +217,8 @@ class EvaluateConfig:
     threads: Optional[int] = None
     shared_datasets: str = MISSING
     data: Any = None  # null: the checkpoint's own training data config
+    predictions: Optional[str] = None
+    threshold: Optional[float] = None
 
 
 @dataclass
@@ -197,6 +230,7 @@ class PredictConfig:
     pack_weights: bool = True
     device: str = "auto"
     threads: Optional[int] = None
+    threshold: Optional[float] = None
 
 
 @dataclass
@@ -217,7 +251,7 @@ class ExportConfig:
 
 
 GROUPS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "scheduler": SchedulerConfig,
-          "trainer": TrainerConfig}
+          "loss": LossConfig, "trainer": TrainerConfig}
 ENTRIES = {"config": TrainConfig, "evaluate": EvaluateConfig, "predict": PredictConfig, "report": ReportConfig,
            "export": ExportConfig}
 

@@ -1,6 +1,7 @@
 """Error analysis of a classifier on a labelled split, from its logits (engine.evaluation.Evaluation):
-confusion matrix image, per-class PR curves, the highest-loss examples (CSV and a Markdown table) and
-the pooled sentence vectors for TensorBoard's embedding projector (the tutorials' UMAP plot).
+confusion matrix image (multi-label: per label, predicted without gold and gold missed), per-class PR
+curves, the highest-loss examples (CSV and a Markdown table), the pooled sentence vectors for
+TensorBoard's embedding projector (the tutorials' UMAP plot), and reliability diagrams (single-label).
 
 train.py logs the cheap part (`log_analysis`) after every validation; `write_analysis` adds the files
 and the projector, for the best checkpoint at the end of training and for evaluate.py.
@@ -13,8 +14,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure  # not pyplot: no global figure state, no display backend needed
 
 from common.plot_labels import plottable
+from engine.calibration import reliability_figure
 
-CONFUSION_PNG, HIGHEST_LOSS_CSV = "confusion_matrix.png", "highest_loss.csv"
+CONFUSION_PNG, LABEL_ERRORS_PNG, HIGHEST_LOSS_CSV = "confusion_matrix.png", "label_errors.png", "highest_loss.csv"
 TABLE_TEXT_CHARS = 300  # longer texts are cut in the TensorBoard table (the CSV keeps them whole)
 
 
@@ -35,12 +37,27 @@ def highest_loss_examples(evaluation, label_names: list[str], texts: list[str], 
     """The n examples the model is most confidently wrong about (or least sure of), worst first."""
     if len(texts) != len(evaluation.labels):
         raise ValueError(f"{len(texts)} texts for {len(evaluation.labels)} evaluated examples")
-    log_probs = log_probabilities(evaluation.logits)
+    if evaluation.multi_label:
+        return highest_loss_multilabel(evaluation, label_names, texts, n)
+    log_probs = log_probabilities(evaluation.logits / evaluation.decision.temperature)
     losses = -log_probs[np.arange(len(evaluation.labels)), evaluation.labels]  # each example's cross-entropy
     predicted = log_probs.argmax(1)
     return [{"rank": rank, "index": int(i), "gold": label_names[evaluation.labels[i]],
              "predicted": label_names[predicted[i]], "loss": float(losses[i]),
              "predicted_probability": float(np.exp(log_probs[i, predicted[i]])), "text": texts[i]}
+            for rank, i in enumerate(np.argsort(-losses, kind="stable")[:n], start=1)]
+
+
+def highest_loss_multilabel(evaluation, label_names: list[str], texts: list[str], n: int) -> list[dict]:
+    """Per example: its binary cross-entropy, mean over labels; `predicted_probability` is the highest
+    probability of a label the text does not carry (1 - the lowest of a gold label when it carries them all)."""
+    gold, probabilities = evaluation.labels.astype(bool), evaluation.probabilities.astype(np.float64)
+    p = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    losses = -(np.where(gold, np.log(p), np.log1p(-p))).mean(1)
+    names = lambda row: ", ".join(label_names[j] for j in np.flatnonzero(row)) or "(none)"  # noqa: E731
+    worst_wrong = np.where(gold, 0.0, probabilities).max(1)
+    return [{"rank": rank, "index": int(i), "gold": names(gold[i]), "predicted": names(evaluation.predicted[i]),
+             "loss": float(losses[i]), "predicted_probability": float(worst_wrong[i]), "text": texts[i]}
             for rank, i in enumerate(np.argsort(-losses, kind="stable")[:n], start=1)]
 
 
@@ -87,6 +104,31 @@ def confusion_figure(confusion, label_names: list[str]) -> Figure:
     return fig
 
 
+def label_errors_figure(per_class: dict) -> Figure:
+    """Multi-label's confusion view: per label, texts predicted with it but not carrying it (false
+    positives) and texts carrying it that it missed (false negatives), labels by errors, most first."""
+    names = sorted(per_class, key=lambda name: -(per_class[name]["false_positives"]
+                                                 + per_class[name]["false_negatives"]))
+    fp = [per_class[name]["false_positives"] for name in names]
+    fn = [per_class[name]["false_negatives"] for name in names]
+    fig = Figure(figsize=(7, max(3.0, 0.28 * len(names) + 1.2)), layout="constrained")
+    ax = fig.subplots()
+    rows = np.arange(len(names))
+    ax.barh(rows - 0.2, fp, height=0.4, label="predicted without gold")
+    ax.barh(rows + 0.2, fn, height=0.4, label="gold missed")
+    ax.set(yticks=rows, xlabel="texts", title="errors per label")
+    ax.set_yticklabels(plottable(names))
+    ax.invert_yaxis()
+    ax.legend(loc="lower right")
+    return fig
+
+
+def errors_figure(evaluation, label_names: list[str]) -> Figure:
+    if evaluation.multi_label:
+        return label_errors_figure(evaluation.metrics["per_class"])
+    return confusion_figure(evaluation.metrics["confusion_matrix"], label_names)
+
+
 def figure_pixels(fig: Figure) -> np.ndarray:
     """(H, W, 3) uint8 rendering, for SummaryWriter.add_image."""
     canvas = FigureCanvasAgg(fig)
@@ -96,15 +138,16 @@ def figure_pixels(fig: Figure) -> np.ndarray:
 
 def log_analysis(writer, tag: str, evaluation, label_names: list[str], texts: list[str], step: int,
                  top_n: int):
-    """TensorBoard: `{tag}/confusion_matrix` image, one-vs-rest PR curve per class from the softmax
-    probabilities (`{tag}/pr/<class>`), and the `{tag}/highest_loss` table. Drawing the figure is most
-    of its cost (BENCHMARKS.md → Figures the code relies on)."""
-    writer.add_image(f"{tag}/confusion_matrix",
-                     figure_pixels(confusion_figure(evaluation.metrics["confusion_matrix"], label_names)),
-                     step, dataformats="HWC")
-    probabilities = np.exp(log_probabilities(evaluation.logits))
+    """TensorBoard: `{tag}/confusion_matrix` image (multi-label: `{tag}/label_errors`), one-vs-rest PR curve
+    per class from the probabilities (`{tag}/pr/<class>`), and the `{tag}/highest_loss` table. Drawing the
+    figure is most of its cost (BENCHMARKS.md → Figures the code relies on)."""
+    image = "label_errors" if evaluation.multi_label else "confusion_matrix"
+    writer.add_image(f"{tag}/{image}", figure_pixels(errors_figure(evaluation, label_names)), step,
+                     dataformats="HWC")
+    probabilities = evaluation.probabilities
     for class_id, name in enumerate(label_names):
-        writer.add_pr_curve(f"{tag}/pr/{name}", evaluation.labels == class_id, probabilities[:, class_id], step)
+        gold = evaluation.labels[:, class_id] == 1 if evaluation.multi_label else evaluation.labels == class_id
+        writer.add_pr_curve(f"{tag}/pr/{name}", gold, probabilities[:, class_id], step)
     writer.add_text(f"{tag}/highest_loss",
                     markdown_table(highest_loss_examples(evaluation, label_names, texts, top_n)), step)
 
@@ -118,9 +161,14 @@ def log_projector(writer, tag: str, evaluation, label_names: list[str], texts: l
     keep = np.arange(len(evaluation.labels))
     if len(keep) > max_examples:
         keep = np.sort(np.random.default_rng(seed).choice(keep, max_examples, replace=False))
-    predicted = evaluation.logits.argmax(1)
-    metadata = [[label_names[evaluation.labels[i]], label_names[predicted[i]],
-                 " ".join(texts[i].split())[:TABLE_TEXT_CHARS]] for i in keep]  # tabs/newlines break its TSV
+    if evaluation.multi_label:
+        names = lambda row: ",".join(label_names[j] for j in np.flatnonzero(row)) or "(none)"  # noqa: E731
+        gold, predicted = [names(row) for row in evaluation.labels], [names(row) for row in evaluation.predicted]
+    else:
+        gold = [label_names[i] for i in evaluation.labels]
+        predicted = [label_names[i] for i in evaluation.logits.argmax(1)]
+    metadata = [[gold[i], predicted[i], " ".join(texts[i].split())[:TABLE_TEXT_CHARS]]
+                for i in keep]  # tabs/newlines break its TSV
     # Written as text: float64 rounded to 4 decimals prints as "0.1234", float32 as 17 digits (3x the file).
     vectors = np.round(evaluation.vectors[keep].astype(np.float64), 4)
     writer.add_embedding(vectors, metadata=metadata, metadata_header=["gold", "predicted", "text"], tag=tag,
@@ -133,8 +181,26 @@ def write_analysis(out_dir, writer, tag: str, evaluation, label_names: list[str]
     `log_analysis` logs plus the projector. Returns the files written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    confusion_figure(evaluation.metrics["confusion_matrix"], label_names).savefig(out_dir / CONFUSION_PNG, dpi=120)
+    image = out_dir / (LABEL_ERRORS_PNG if evaluation.multi_label else CONFUSION_PNG)
+    errors_figure(evaluation, label_names).savefig(image, dpi=120)
     write_csv(highest_loss_examples(evaluation, label_names, texts, top_n), out_dir / HIGHEST_LOSS_CSV)
     log_analysis(writer, tag, evaluation, label_names, texts, step, top_n)
     log_projector(writer, tag, evaluation, label_names, texts, step, projector_max_examples)
-    return [out_dir / CONFUSION_PNG, out_dir / HIGHEST_LOSS_CSV]
+    return [image, out_dir / HIGHEST_LOSS_CSV]
+
+
+def write_calibration_analysis(out_dir, writer, evaluations: dict, step: int) -> list[Path]:
+    """Single-label: a reliability diagram per split (`reliability_<split>.png` and TensorBoard
+    `calibration/<split>`), of the probabilities the checkpoint gives (after its temperature, if any)."""
+    out_dir, written = Path(out_dir), []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split, evaluation in evaluations.items():
+        if evaluation.multi_label:
+            continue
+        title = f"{split}" + (f", temperature {evaluation.decision.temperature:.2f}"
+                              if evaluation.decision.temperature != 1.0 else "")
+        fig = reliability_figure(evaluation.probabilities, evaluation.labels, title)
+        fig.savefig(out_dir / f"reliability_{split}.png", dpi=120)
+        writer.add_image(f"calibration/{split}", figure_pixels(fig), step, dataformats="HWC")
+        written.append(out_dir / f"reliability_{split}.png")
+    return written

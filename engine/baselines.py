@@ -46,6 +46,9 @@ class Baselines:
     @classmethod
     def prepare(cls, cfg, data_cfg, loaded, device) -> "Baselines":
         """cfg: evaluate.py's config; loaded: the checkpoint (its labels, pooling, max_len)."""
+        if loaded.info.multi_label:
+            raise UserError("baselines=true compares single-label classifiers; for a multi-label checkpoint run "
+                            "python -m benchmarks.multilabel_baselines (TF-IDF + one-vs-rest logistic regression)")
         train = read_split(data_cfg, "train")
         return cls(train, label_ids(train, loaded.info.labels), FrozenEncoder.of_checkpoint(cfg, loaded, device))
 

@@ -28,6 +28,10 @@ class TrainingData:
     val_texts: list[str] | None  # for the highest-loss tables (datasets keep token ids only)
     kept_rows: list[int] | None  # model.trim_vocab: the encoder's embedding rows the tokenizer still uses
 
+    @property
+    def multi_label(self) -> bool:
+        return self.datasets["train"].multi_label
+
 
 def build_data(cfg, ddp, device) -> TrainingData:
     """Every split tokenized once, then batched by similar length and padded per batch; what reading
@@ -84,9 +88,11 @@ def build_train_loader(cfg, train_set, ddp, device) -> DataLoader:
 
 
 def build_optimization(cfg, model, total_steps: int):
-    """AdamW over the trainable parameters and a per-step cosine-with-warmup schedule."""
+    """AdamW over the trainable parameters (layer-wise lr decay: optim.layer_decay) and a per-step
+    cosine-with-warmup schedule, which scales every group's own peak rate."""
     optimizer = build_optimizer(model, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas,
-                                cfg.optim.eps, cfg.optim.implementation)
+                                cfg.optim.eps, cfg.optim.implementation, cfg.optim.layer_decay,
+                                model.encoder.config.num_hidden_layers)
     warmup_steps = round(cfg.scheduler.warmup_ratio * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: cosine_with_warmup(step, warmup_steps, total_steps, cfg.scheduler.min_lr_ratio))

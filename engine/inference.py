@@ -5,6 +5,7 @@ from torch.utils.data import DataLoader
 
 from data.dataset import ClassificationDataset, LengthGroupedBatchSampler
 from common.errors import UserError
+from engine.objective import decision_of
 from engine.runtime import autocast
 from model.packed_linear import pack_linears
 
@@ -63,12 +64,16 @@ def prepare_for_inference(model, device, precision: str, pack_weights: bool):
 
 
 class Predictor:
-    """A loaded checkpoint that turns texts into class probabilities (predict.py, benchmarks).
+    """A loaded checkpoint that turns texts into class probabilities (predict.py, benchmarks): softmax
+    (of logits / the checkpoint's temperature), or one sigmoid per label for a multi-label checkpoint,
+    whose `decision` holds its thresholds (`threshold`: one fixed threshold instead).
     Packs the loaded model in place (prepare_for_inference): it is not for saving afterwards."""
 
-    def __init__(self, loaded, device, precision: str = "fp32", batch_size: int = 64, pack_weights: bool = True):
+    def __init__(self, loaded, device, precision: str = "fp32", batch_size: int = 64, pack_weights: bool = True,
+                 threshold: float | None = None):
         self.model, self.transform, self.labels = loaded.model, loaded.transform, loaded.info.labels
         self.device, self.batch_size = device, batch_size
+        self.decision = decision_of(loaded.info).with_threshold(threshold)
         self.autocast = prepare_for_inference(self.model, device, precision, pack_weights)
 
     def probabilities(self, texts: list[str], texts_b=None) -> np.ndarray:
@@ -77,5 +82,4 @@ class Predictor:
             batches = [dataset.collate(np.arange(len(dataset)))]
         else:
             batches = eval_loader(dataset, self.batch_size)
-        logits = predict_logits(self.model, batches, self.device, self.autocast)
-        return torch.from_numpy(logits).softmax(-1).numpy()
+        return self.decision.probabilities(predict_logits(self.model, batches, self.device, self.autocast))

@@ -1,9 +1,11 @@
-"""The training loop: optimizer steps over epochs, a validation after each that keeps the best
-checkpoint, and the resumable `checkpoints/last`. A stop request (SIGINT/SIGTERM) saves and ends it at a
-step boundary; a non-finite gradient never reaches the weights.
+"""The training loop: optimizer steps over epochs, a validation after each (and every val_every_steps)
+that keeps the best checkpoint, and the resumable `checkpoints/last`. A stop request (SIGINT/SIGTERM)
+saves and ends it at a step boundary; a non-finite gradient never reaches the weights; early stopping
+(trainer.patience) ends it after a validation.
 
     fit(run, progress)                     what train.py calls
-      train_one_epoch(run, progress, e)    steps; logs; saves checkpoints/last every save_every_steps
+      train_one_epoch(run, progress, e)    steps; logs; saves checkpoints/last every save_every_steps;
+                                           validates every val_every_steps
         train_step(...)                    one optimizer step over this process's micro-batches
       validate(run, progress, e)           rank 0 evaluates, every rank takes its verdict; best saved
       save_last(run, progress, e + 1, 0)
@@ -19,18 +21,19 @@ from itertools import islice
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from common.errors import UserError
 from data.tokenizer import Tokenizer
 from engine.analysis import log_analysis
 from engine.distributed import Distributed, NullWriter, any_rank, gather_to_main, mean_over_ranks, share_from_main
-from engine.evaluation import evaluate_with_outputs
+from engine.evaluation import score_outputs, validation_decision
+from engine.inference import predict_outputs
+from engine.objective import Objective
 from engine.resume import TrainingProgress, rng_state, save_resumable
 from engine.signals import StopRequest
 from engine.tracking import MONITORS
-from model.checkpoint import ClassifierInfo, existing_checkpoint_dir, save_checkpoint
+from model.checkpoint import ClassifierInfo, existing_checkpoint_dir, save_checkpoint, with_decision
 
 
 @dataclass
@@ -63,6 +66,8 @@ class Training:
     ddp: Distributed = field(default_factory=Distributed)
     no_sync: object = contextlib.nullcontext  # DDP's: skip the gradient all-reduce of a micro-batch
     val_texts: list[str] | None = None  # for the highest-loss tables (trainer.analysis)
+    objective: Objective = field(default_factory=Objective)
+    lr_groups: dict[str, int] | None = None  # TensorBoard name -> optimizer group index (optim.layer_decay)
 
     def __post_init__(self):
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -91,7 +96,10 @@ def fit(run: Training, progress: TrainingProgress) -> TrainingProgress:
     stop = StopRequest()
     try:
         for epoch in range(progress.epoch, run.epochs):
-            train_one_epoch(run, progress, epoch, stop)
+            if progress.stopped_early:  # resumed after early stopping had ended the run: nothing left to do
+                break
+            if train_one_epoch(run, progress, epoch, stop):
+                break  # stopped early at a validation inside the epoch; checkpoints/last saved there
             validate(run, progress, epoch)
             save_last(run, progress, epoch + 1, 0)
     finally:
@@ -99,7 +107,8 @@ def fit(run: Training, progress: TrainingProgress) -> TrainingProgress:
     return progress
 
 
-def train_one_epoch(run: Training, progress: TrainingProgress, epoch: int, stop: StopRequest | None = None):
+def train_one_epoch(run: Training, progress: TrainingProgress, epoch: int, stop: StopRequest | None = None) -> bool:
+    """Returns True when early stopping ended training at a validation inside the epoch."""
     first_batch = progress.batch_in_epoch if epoch == progress.epoch else 0
     run.train_loader.batch_sampler.set_epoch(epoch, first_batch)  # jumps to the step, reads nothing before it
     run.model.train()
@@ -111,13 +120,22 @@ def train_one_epoch(run: Training, progress: TrainingProgress, epoch: int, stop:
         progress.step += 1
         record_step(run, progress, loss, grad_norm, finite, progress_bar)
         stopping = any_rank(run.ddp, bool(stop), run.device)  # all ranks stop after the same step
-        save_every = run.cfg.save_every_steps
+        save_every, val_every = run.cfg.save_every_steps, run.cfg.val_every_steps
+        # Inside the epoch only: its last step is followed by the epoch's own validation anyway.
+        if val_every and progress.step % val_every == 0 and batch_index < first_batch + epoch_steps:
+            validate(run, progress, epoch)
+            run.model.train()
+            if progress.stopped_early:
+                save_last(run, progress, epoch, batch_index)
+                progress_bar.close()
+                return True
         if (save_every and progress.step % save_every == 0) or stopping:
             save_last(run, progress, epoch, batch_index)
         if stopping:
             progress_bar.close()
             raise TrainingStopped(stop.signum if stop else signal.SIGTERM)  # else: a peer rank got the signal
     progress_bar.close()
+    return False
 
 
 def checked_step(run: Training, progress: TrainingProgress, micro_batches):
@@ -125,7 +143,7 @@ def checked_step(run: Training, progress: TrainingProgress, micro_batches):
     try:
         return train_step(run.forward, [b.to(run.device, non_blocking=True) for b in micro_batches],
                           run.optimizer, run.scheduler, run.trainable, run.cfg.max_grad_norm,
-                          run.mixed_precision, run.cfg.on_nonfinite, run.no_sync)
+                          run.mixed_precision, run.cfg.on_nonfinite, run.no_sync, run.objective)
     except NonFiniteGradient as e:
         last = existing_checkpoint_dir(run.checkpoints.last_dir)
         kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint saved yet"
@@ -147,34 +165,52 @@ def record_step(run: Training, progress: TrainingProgress, loss, grad_norm, fini
         lr = run.scheduler.get_last_lr()[0]
         run.writer.add_scalar("train/loss", mean_loss, progress.step)
         run.writer.add_scalar("train/lr", lr, progress.step)
+        for name, group in (run.lr_groups or {}).items():  # optim.layer_decay: each depth's own rate
+            run.writer.add_scalar(f"train/lr_by_depth/{name}", run.scheduler.get_last_lr()[group], progress.step)
         run.writer.add_scalar("train/grad_norm", grad_norm.item(), progress.step)
         progress_bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
 
 
 def validate(run: Training, progress: TrainingProgress, epoch: int):
-    """Rank 0 validates and every rank takes its verdict: one decision about the best checkpoint."""
+    """Rank 0 validates and every rank takes its verdict: one decision about the best checkpoint, and about
+    early stopping. Multi-label validation tunes its thresholds on itself (trainer.threshold=null); the
+    best checkpoint keeps those of its validation."""
     tcfg, is_main = run.cfg, run.ddp.is_main
     started = progress.elapsed()
-    outputs = (evaluate_with_outputs(run.model, run.val_loader, run.device, run.mixed_precision, run.label_names)
-               if is_main else None)
+    outputs = None
+    if is_main:
+        logits, _ = predict_outputs(run.model, run.val_loader, run.device, run.mixed_precision)
+        labels = run.val_loader.dataset.labels
+        outputs = score_outputs(logits, labels, run.label_names, validation_decision(logits, labels, tcfg))
     val = share_from_main(run.ddp, outputs.metrics if is_main else None)
     if tcfg.analysis and is_main:  # confusion image, PR curves, highest-loss table: cheap, from the logits
         log_analysis(run.writer, "val", outputs, run.label_names, run.val_texts, progress.step, tcfg.top_losses)
     progress.validation_seconds += progress.elapsed() - started
-    for name in ("loss", "accuracy", "macro_f1"):
+    shown = [name for name in MONITORS if name in val]  # multi-label adds micro/samples-F1 and mAP
+    for name in [*shown, "ece"] if "ece" in val else shown:  # ece: single-label's calibration error
         run.writer.add_scalar(f"val/{name}", val[name], progress.step)
     progress.history.append({"epoch": epoch + 1, "step": progress.step,
-                             "train_seconds": round(progress.elapsed(), 1),
-                             **{k: val[k] for k in ("loss", "accuracy", "macro_f1")}})
+                             "train_seconds": round(progress.elapsed(), 1), **{k: val[k] for k in shown}})
     sign, best = MONITORS[tcfg.monitor], progress.best
     improved = best is None or sign * val[tcfg.monitor] > sign * best[tcfg.monitor]
-    print(f"epoch {epoch + 1}: val loss {val['loss']:.4f} accuracy {val['accuracy']:.4f} "
-          f"macro-F1 {val['macro_f1']:.4f}" + ("  (best so far, saved)" if improved else ""))
+    # Early stopping counts validations whose gain over the best so far is at most min_delta.
+    gained = best is None or sign * (val[tcfg.monitor] - best[tcfg.monitor]) > tcfg.min_delta
+    progress.validations_without_gain = 0 if gained else progress.validations_without_gain + 1
+    where = f"epoch {epoch + 1}" + (f" step {progress.step}" if tcfg.val_every_steps else "")
+    print(f"{where}: val " + " ".join(f"{name} {val[name]:.4f}" for name in shown)
+          + ("  (best so far, saved)" if improved else ""))
     if improved:
         progress.best = {**progress.history[-1]}
         if is_main:
             c = run.checkpoints
-            save_checkpoint(c.best_dir, run.model, c.info, c.tokenizer, c.config_yaml)
+            save_checkpoint(c.best_dir, run.model, with_decision(c.info, outputs.decision), c.tokenizer,
+                            c.config_yaml)
+    if tcfg.patience and progress.validations_without_gain >= tcfg.patience:
+        progress.stopped_early = (f"early stopping: validation {tcfg.monitor} gained no more than "
+                                  f"{tcfg.min_delta:g} over its best ({progress.best[tcfg.monitor]:.4f}, epoch "
+                                  f"{progress.best['epoch']}, step {progress.best['step']}) for {tcfg.patience} "
+                                  f"validation(s); stopped at step {progress.step}")
+        print(progress.stopped_early)
 
 
 def save_last(run: Training, progress: TrainingProgress, epoch: int, batch_in_epoch: int):
@@ -193,11 +229,11 @@ class NonFiniteGradient(Exception):
 
 
 def train_step(forward, micro_batches, optimizer, scheduler, trainable, max_grad_norm, mixed_precision,
-               on_nonfinite="stop", no_sync=contextlib.nullcontext):
+               on_nonfinite="stop", no_sync=contextlib.nullcontext, objective: Objective = Objective()):
     """One optimizer step over this process's share of the global batch, given as micro-batches:
     forward under autocast, fp32 loss, backward per micro-batch, then clip, step, schedule.
 
-    Each micro-batch's loss is its summed cross-entropy over the examples of the whole share, so the
+    Each micro-batch's loss is its summed loss (engine/objective.py) over the examples of the whole share, so the
     accumulated gradient is the gradient of the share's mean loss, whatever the micro-batch sizes.
     Under DDP, `no_sync` defers the gradient all-reduce to the last micro-batch, whose backward
     averages over processes (equal shares: the mean over the global batch).
@@ -213,7 +249,7 @@ def train_step(forward, micro_batches, optimizer, scheduler, trainable, max_grad
         with no_sync() if i < len(micro_batches) - 1 else contextlib.nullcontext():
             with mixed_precision:
                 logits = forward(batch.token_ids, batch.valid_length, batch.segment_ids)
-            micro_loss = F.cross_entropy(logits.float(), batch.labels, reduction="sum") / examples
+            micro_loss = objective.summed_loss(logits, batch.labels) / examples
             micro_loss.backward()
         loss = loss + micro_loss.detach()
     grad_norm = torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)

@@ -1,17 +1,56 @@
-"""AdamW with decay/no-decay groups and the cosine-with-warmup learning-rate schedule."""
+"""AdamW with decay/no-decay groups, optional layer-wise learning-rate decay, and the cosine-with-warmup
+learning-rate schedule."""
 import math
 
 import torch
 
 
+def parameter_depth(name: str, num_layers: int) -> int:
+    """0 for the embeddings, k + 1 for encoder layer k, num_layers + 1 for the pooler and the head."""
+    parts = name.split(".")
+    if "embeddings" in parts:
+        return 0
+    if "layers" in parts:
+        return int(parts[parts.index("layers") + 1]) + 1
+    return num_layers + 1
+
+
+def depth_name(depth: int, num_layers: int) -> str:
+    return "embeddings" if depth == 0 else "head" if depth == num_layers + 1 else f"layer_{depth - 1:02d}"
+
+
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas=(0.9, 0.999),
-                    eps: float = 1e-8, implementation: str = "foreach") -> torch.optim.AdamW:
-    """Matrices (and embedding tables) decay; biases and LayerNorm weights, all 1-D, do not."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+                    eps: float = 1e-8, implementation: str = "foreach", layer_decay: float = 1.0,
+                    num_layers: int | None = None) -> torch.optim.AdamW:
+    """Matrices (and embedding tables) decay; biases and LayerNorm weights, all 1-D, do not.
+
+    layer_decay < 1 (with num_layers, the encoder's depth): the head and pooler train at `lr`, encoder
+    layer k at lr x decay^(num_layers - k), the embeddings at lr x decay^(num_layers + 1): lower layers,
+    which hold the most general features, move least. Each group's name is in group["name"]."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    by_depth = {}
+    for name, p in named:
+        depth = parameter_depth(name, num_layers) if layer_decay != 1.0 else 0
+        by_depth.setdefault(depth, []).append(p)
+    groups = []
+    for depth, params in sorted(by_depth.items()):
+        scale = layer_decay ** (num_layers + 1 - depth) if layer_decay != 1.0 else 1.0
+        name = depth_name(depth, num_layers) if layer_decay != 1.0 else "all"
+        groups += [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay,
+                    "lr": lr * scale, "name": name},
+                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "lr": lr * scale,
+                    "name": name}]
+    groups = [g for g in groups if g["params"]]
     kwargs = {"fused": True} if implementation == "fused" else {"foreach": implementation == "foreach"}
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, **kwargs)
+
+
+def lr_groups(optimizer: torch.optim.Optimizer) -> dict[str, int] | None:
+    """TensorBoard name -> index of one optimizer group per depth, when layer-wise decay made several."""
+    first = {}
+    for index, group in enumerate(optimizer.param_groups):
+        first.setdefault(group.get("name", "all"), index)
+    return None if list(first) == ["all"] else first
 
 
 def cosine_with_warmup(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:

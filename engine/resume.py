@@ -32,6 +32,8 @@ class TrainingProgress:
     best: dict | None = None  # the history entry of the best validation epoch so far
     history: list = field(default_factory=list)  # one entry per validated epoch
     skipped_steps: int = 0  # non-finite steps skipped (trainer.on_nonfinite=skip)
+    validations_without_gain: int = 0  # early stopping's count (trainer.patience, min_delta)
+    stopped_early: str | None = None  # why early stopping ended the run, once it has
     train_seconds: float = 0.0  # training time so far, over every session of a resumed run
     validation_seconds: float = 0.0
     # The loss summed since the last log line, and over how many steps: a resume logs the same means.

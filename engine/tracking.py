@@ -7,10 +7,13 @@ tab shows every job twice, its metrics apart from its curves. We write the same 
 Also the run's metrics.json, which the sweep summary and users read.
 """
 import json
+from dataclasses import dataclass
 
 from omegaconf import OmegaConf
 
-MONITORS = {"accuracy": +1, "macro_f1": +1, "loss": -1}  # +1: higher is better
+# +1: higher is better. The last three exist for multi-label data only.
+MONITORS = {"accuracy": +1, "macro_f1": +1, "loss": -1, "micro_f1": +1, "samples_f1": +1, "mean_ap": +1}
+MULTI_LABEL_ONLY = ("micro_f1", "samples_f1", "mean_ap")
 
 # The HParams table's hyperparameter columns: name -> (config key, type). trainer.batch_size is the
 # effective batch (examples per optimizer step, over all processes and accumulation steps);
@@ -94,17 +97,46 @@ def mark_as_differing(experiment_summary, names: set[str]):
     plugin_data.content = content.SerializeToString()
 
 
-def write_run_metrics(path, progress, test: dict, label_names, batch_size: int):
+@dataclass
+class FinalScores:
+    """The best checkpoint's scores at the end of a run (train.py score_best_checkpoint)."""
+    test: dict
+    validation: dict
+    uncalibrated: dict | None = None  # trainer.calibrate: {"validation": ..., "test": ...} before the temperature
+    test_at_fixed_thresholds: dict | None = None  # multi-label: {threshold: test metrics at it for every label}
+    decision: object = None  # engine.objective.Decision of the checkpoint
+
+
+SUMMARY_KEYS = ("loss", "accuracy", "macro_f1", "weighted_f1", "ece", "micro_f1", "samples_f1", "mean_ap",
+                "hamming_loss")
+
+
+def summary(metrics: dict) -> dict:
+    return {k: metrics[k] for k in SUMMARY_KEYS if k in metrics}
+
+
+def write_run_metrics(path, progress, final: FinalScores, label_names, batch_size: int):
     """metrics.json: the best validation epoch, its checkpoint's test metrics, the per-epoch history and
     timings (progress: engine/resume.py TrainingProgress); the summary line on stdout."""
-    best, train_seconds = progress.best, progress.train_seconds
-    metrics = {"best_validation": best, "test": {k: test[k] for k in ("loss", "accuracy", "macro_f1", "weighted_f1")},
-               "test_per_class": test["per_class"], "history": progress.history, "labels": label_names,
+    best, train_seconds, test = progress.best, progress.train_seconds, final.test
+    metrics = {"best_validation": best, "test": summary(test), "test_per_class": test["per_class"],
+               "best_checkpoint_validation": summary(final.validation),
+               "history": progress.history, "labels": label_names,
                "train_seconds": round(train_seconds, 1), "validation_seconds": round(progress.validation_seconds, 1),
-               "steps": progress.step, "skipped_steps": progress.skipped_steps,
+               "steps": progress.step, "skipped_steps": progress.skipped_steps, "stopped_early": progress.stopped_early,
                # samples/s of the optimisation steps alone (validation excluded):
                "train_samples_per_second": round(progress.step * batch_size
                                                  / (train_seconds - progress.validation_seconds), 1)}
+    decision = final.decision
+    if final.uncalibrated is not None:
+        metrics["calibration"] = {"temperature": decision.temperature,
+                                  **{f"{split}_ece_before": final.uncalibrated[split]["ece"]
+                                     for split in ("validation", "test")},
+                                  "validation_ece_after": final.validation["ece"], "test_ece_after": test["ece"]}
+    if decision is not None and decision.multi_label:
+        metrics["thresholds"] = dict(zip(label_names, (round(float(t), 4) for t in decision.thresholds)))
+        metrics["test_at_fixed_threshold"] = {str(t): summary(m) for t, m in final.test_at_fixed_thresholds.items()}
     path.write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
-    print(f"test (best epoch {best['epoch']}): accuracy {test['accuracy']:.4f} macro-F1 {test['macro_f1']:.4f}; "
-          f"trained {train_seconds:.0f}s; wrote {path}")
+    scores = (f"micro-F1 {test['micro_f1']:.4f} macro-F1 {test['macro_f1']:.4f} mAP {test['mean_ap']:.4f}"
+              if "micro_f1" in test else f"accuracy {test['accuracy']:.4f} macro-F1 {test['macro_f1']:.4f}")
+    print(f"test (best epoch {best['epoch']}): {scores}; trained {train_seconds:.0f}s; wrote {path}")

@@ -8,6 +8,7 @@ A checkpoint directory holds
   train_config.yaml   the resolved Hydra config of the run that produced it
 """
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -36,6 +37,16 @@ class ClassifierInfo:
     pair: bool = False
     dropout: float = 0.1
     text_prefix: str = ""  # data.text_prefix: part of the input the model was trained on
+    multi_label: bool = False  # sigmoid per label instead of one softmax
+    thresholds: list[float] | None = None  # multi-label decision thresholds (tuned on validation, or fixed)
+    temperature: float = 1.0  # softmax temperature fitted on validation (trainer.calibrate); 1: uncalibrated
+    loss_weights: dict | None = None  # class weights / pos_weight training used, by label (a record only)
+
+
+def with_decision(info: ClassifierInfo, decision) -> ClassifierInfo:
+    """`info` with an engine.objective.Decision's thresholds and temperature."""
+    thresholds = None if decision.thresholds is None else [round(float(t), 4) for t in decision.thresholds]
+    return dataclasses.replace(info, thresholds=thresholds, temperature=float(decision.temperature))
 
 
 def save_checkpoint(directory, model: BERTClassifier, info: ClassifierInfo, tokenizer: Tokenizer,

@@ -16,6 +16,9 @@ tokenizer.json written here) feeds it as is, every pooling included:
     attention_mask  int64 (batch, sequence)  1 for real tokens, then 0s (right padding only)
     token_type_ids  int64 (batch, sequence)  0 for the first text, 1 for the second of a pair
     -> logits       float32 (batch, classes); softmax gives the probabilities predict.py prints
+                    (multi-label: a sigmoid per logit; thresholds.json holds each label's threshold)
+A calibrated checkpoint's temperature (trainer.calibrate) is folded into the exported head (weight and
+bias / T) in both formats, so the exported logits are predict.py's logits / T.
 
 Tokenizer files: tokenizer_config.json gets `model_max_length` = the checkpoint's max_len (so
 `truncation=True` cuts where training did) and a tokenizer class; a tokenizer.json is re-saved with
@@ -47,7 +50,7 @@ from model.bert import ours_to_hf
 from model.checkpoint import ClassifierInfo, LoadedClassifier, existing_checkpoint_dir, load_checkpoint
 from model.classifier import BERTClassifier
 
-LABELS_FILE, ONNX_FILE = "labels.json", "model.onnx"
+LABELS_FILE, ONNX_FILE, THRESHOLDS_FILE = "labels.json", "model.onnx", "thresholds.json"
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 SENTENCEPIECE_NOTE = (
     "the SentencePiece tokenizer files are copied, but no stock transformers tokenizer class "
@@ -69,16 +72,24 @@ def hf_config(model: BERTClassifier, info: ClassifierInfo) -> dict:
         **model.encoder.config.to_dict(),
         "position_embedding_type": "absolute",
         "classifier_dropout": info.dropout,
-        "problem_type": "single_label_classification",  # softmax over classes, as we train and predict
+        # pipeline("text-classification") applies a sigmoid per label for multi_label_classification
+        "problem_type": "multi_label_classification" if info.multi_label else "single_label_classification",
         "id2label": {str(i): name for i, name in enumerate(info.labels)},
         "label2id": {name: i for i, name in enumerate(info.labels)},
+        **({"label_thresholds": dict(zip(info.labels, info.thresholds))} if info.thresholds else {}),
     }
 
 
-def hf_state_dict(model: BERTClassifier) -> dict:
+def head_with_temperature(model: BERTClassifier, info: ClassifierInfo) -> dict:
+    """The head's weight and bias divided by the checkpoint's temperature (trainer.calibrate): logits / T
+    come out of the exported model itself, so any runtime's softmax gives predict.py's probabilities."""
+    return {name: value.detach() / info.temperature for name, value in model.head.state_dict().items()}
+
+
+def hf_state_dict(model: BERTClassifier, info: ClassifierInfo) -> dict:
     """Our weights under BertForSequenceClassification's key names."""
     state = {ours_to_hf(k): v for k, v in model.encoder.state_dict().items()}
-    state |= {f"classifier.{k}": v for k, v in model.head.state_dict().items()}
+    state |= {f"classifier.{k}": v for k, v in head_with_temperature(model, info).items()}
     return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
 
 
@@ -90,7 +101,7 @@ def export_hf(loaded: LoadedClassifier, source: Path, out: Path) -> list[str]:
             "use format=onnx, or train with model.pooling=pooler")
     out.mkdir(parents=True, exist_ok=True)
     # transformers refuses safetensors files whose metadata does not say which framework wrote them.
-    save_file(hf_state_dict(loaded.model), str(out / "model.safetensors"), metadata={"format": "pt"})
+    save_file(hf_state_dict(loaded.model, loaded.info), str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(hf_config(loaded.model, loaded.info), indent=2, ensure_ascii=False))
     return ["config.json", "model.safetensors", *write_tokenizer_files(loaded, source, out)]
 
@@ -118,7 +129,11 @@ def export_onnx(loaded: LoadedClassifier, source: Path, out: Path, opset: int) -
     if missing:  # torch.onnx imports them lazily, deep in the export: say it here, in one line
         raise UserError(f"format=onnx needs {' and '.join(missing)}: pip install -r requirements-dev.txt")
     out.mkdir(parents=True, exist_ok=True)
-    wrapper = WithHFInputs(loaded.model.float().cpu()).eval()
+    model = loaded.model.float().cpu()
+    with torch.no_grad():  # the temperature into the head, as for format=hf
+        for name, value in head_with_temperature(model, loaded.info).items():
+            getattr(model.head, name).copy_(value)
+    wrapper = WithHFInputs(model).eval()
     # Example inputs of batch 2 and length 8, with padding: a size of 1 would be specialised into the graph.
     example = (torch.full((2, 8), loaded.transform.tokenizer.unk_id, dtype=torch.long),
                torch.tensor([[1] * 8, [1] * 5 + [0] * 3]), torch.zeros(2, 8, dtype=torch.long))
@@ -138,7 +153,13 @@ def export_onnx(loaded: LoadedClassifier, source: Path, out: Path, opset: int) -
     finally:
         exporter_log.setLevel(level)
     (out / LABELS_FILE).write_text(json.dumps(loaded.info.labels, indent=2, ensure_ascii=False))
-    return [ONNX_FILE, LABELS_FILE, *write_tokenizer_files(loaded, source, out)]
+    written = [ONNX_FILE, LABELS_FILE]
+    if loaded.info.multi_label:  # sigmoid per logit, then these thresholds, as predict.py decides
+        thresholds = loaded.info.thresholds or [0.5] * len(loaded.info.labels)
+        (out / THRESHOLDS_FILE).write_text(json.dumps(dict(zip(loaded.info.labels, thresholds)),
+                                                      indent=2, ensure_ascii=False))
+        written.append(THRESHOLDS_FILE)
+    return [*written, *write_tokenizer_files(loaded, source, out)]
 
 
 # ---- tokenizer files (both formats)

@@ -71,6 +71,8 @@ OUT_OF_RANGE = {
     "trainer.log_every": 0, "trainer.top_losses": 0, "trainer.projector_max_examples": 0,
     "trainer.save_every_steps": -1, "trainer.device": "gpu",
     "top_losses": 0, "projector_max_examples": 0, "batch_size": 0, "threads": 0, "device": "gpu", "opset": 6,
+    "optim.layer_decay": 1.5, "loss.label_smoothing": 1.0, "trainer.val_every_steps": 0, "trainer.patience": 0,
+    "trainer.min_delta": -0.1, "trainer.threshold": 1.0, "threshold": 0,
     "model.trim_vocab": "true",  # the tiny encoder's tokenizer is a vocab.txt: nothing to trim
 }
 WRONG_TYPE = {int: "abc", float: "abc", bool: "maybe", str: "[a,b]", list: "abc"}
