@@ -48,7 +48,8 @@ def main(cfg: DictConfig):
     data_cfg = data_config_of(cfg)
     examples = read_split(data_cfg, cfg.split)
     labels = loaded.info.labels
-    dataset = ClassificationDataset(examples.texts, label_ids(examples, labels), loaded.transform,
+    dataset = ClassificationDataset(examples.texts, label_ids(examples, labels, loaded.info.multi_label),
+                                    loaded.transform,
                                     examples.texts_b)
     mixed_precision = prepare_for_inference(loaded.model, device, cfg.precision, cfg.pack_weights)
     # The baselines' inputs are read and checked before the evaluation pass: a mistake costs no time.

@@ -30,7 +30,7 @@ from engine.calibration import fit_temperature
 from engine.evaluation import evaluate, evaluate_with_outputs, score_outputs
 from engine.inference import eval_loader
 from engine.loop import Checkpoints, Training, TrainingStopped, fit
-from engine.objective import Decision, build_objective, decision_of
+from engine.objective import Decision, build_objective, decision_of, describe_objective
 from engine.optim import lr_groups
 from engine.predictions import predictions_of, predictions_path, write_predictions
 from engine.resume import (TrainingProgress, check_trimmed_vocabulary, read_training_state, resume_command,
@@ -67,14 +67,9 @@ def train(cfg: DictConfig, output_dir) -> float:
 
     data = build_data(cfg, ddp, device)  # tokenized once, batched by similar length, padded per batch
     check_monitor(tcfg, data.multi_label)
+    # softmax cross-entropy, or a sigmoid per label (multi-label data); class weights, smoothing, pos_weight
     objective, loss_weights = build_objective(cfg.loss, data.label_names, data.datasets["train"].labels)
-    if data.multi_label:
-        print(f"multi-label: {len(data.label_names)} sigmoid outputs, binary cross-entropy; thresholds "
-              + (f"fixed at {tcfg.threshold}" if tcfg.threshold is not None else
-                 f"tuned on validation ({tcfg.threshold_scope}, for {tcfg.threshold_metric})"))
-    if loss_weights:
-        print(f"{'pos_weight' if data.multi_label else 'class weights'}: "
-              + ", ".join(f"{name} {w:.3g}" for name, w in loss_weights.items()))
+    print(describe_objective(objective, data.label_names, loss_weights, tcfg))
 
     # ---- model, optimizer, schedule
     model = build_model(cfg, len(data.label_names), device, data.kept_rows)

@@ -23,6 +23,7 @@ from data.transform import BERTSentenceTransform
 from engine.analysis import display_texts
 from engine.inference import eval_loader, predict_outputs, prepare_for_inference
 from engine.metrics import classification_metrics
+from engine.multilabel_baselines import most_frequent_label, tfidf_one_vs_rest
 from model.bert import BertEncoder
 from model.checkpoint import TRAIN_CONFIG
 from model.classifier import BERTClassifier
@@ -41,18 +42,30 @@ class Baselines:
     """What the baselines are fitted on, read and checked before the (slow) evaluation pass."""
     train: Examples
     train_labels: np.ndarray
-    encoder: "FrozenEncoder"
+    encoder: "FrozenEncoder | None"
+    # Multi-label: the validation split its TF-IDF baseline tunes thresholds on, as the run's trainer did.
+    validation: Examples | None = None
+    validation_labels: np.ndarray | None = None
+    trainer: object = None
 
     @classmethod
     def prepare(cls, cfg, data_cfg, loaded, device) -> "Baselines":
         """cfg: evaluate.py's config; loaded: the checkpoint (its labels, pooling, max_len)."""
-        if loaded.info.multi_label:
-            raise UserError("baselines=true compares single-label classifiers; for a multi-label checkpoint run "
-                            "python -m benchmarks.multilabel_baselines (TF-IDF + one-vs-rest logistic regression)")
         train = read_split(data_cfg, "train")
+        if loaded.info.multi_label:  # engine/multilabel_baselines.py: no frozen-encoder row
+            validation = read_split(data_cfg, "validation")
+            return cls(train, label_ids(train, loaded.info.labels, multi_label=True), None,
+                       validation, label_ids(validation, loaded.info.labels, multi_label=True),
+                       checkpoint_train_config(cfg.checkpoint, "data=...").trainer)
         return cls(train, label_ids(train, loaded.info.labels), FrozenEncoder.of_checkpoint(cfg, loaded, device))
 
     def scores(self, examples: Examples, eval_labels, label_names: list[str]) -> list[dict]:
+        if self.encoder is None:
+            scope = OmegaConf.select(self.trainer, "threshold_scope", default="per_label")
+            metric = OmegaConf.select(self.trainer, "threshold_metric", default="macro_f1")
+            return [most_frequent_label(self.train_labels, eval_labels, label_names),
+                    *tfidf_one_vs_rest(self.train, self.train_labels, self.validation, self.validation_labels,
+                                       examples, eval_labels, label_names, scope, metric)]
         started = time.perf_counter()
         train_vectors = self.encoder.vectors(self.train.texts, self.train.texts_b)
         eval_vectors = self.encoder.vectors(examples.texts, examples.texts_b)
@@ -131,8 +144,12 @@ def tfidf_logistic_regression(train_texts: list[str], train_labels, eval_texts: 
 
 
 def format_comparison(rows: list[dict]) -> str:
-    """rows: {"name", "accuracy", "macro_f1", ...}, the model first."""
+    """rows: {"name", "accuracy", "macro_f1", ...}, the model first; multi-label rows: micro-F1 and mAP too."""
     width = max(len(r["name"]) for r in rows)
-    lines = [f"{'':<{width}} {'accuracy':>9} {'macro-F1':>9}"]
-    lines += [f"{r['name']:<{width}} {r['accuracy']:>9.4f} {r['macro_f1']:>9.4f}" for r in rows]
+    columns = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
+    if "micro_f1" in rows[0]:
+        columns = {"micro_f1": "micro-F1", "macro_f1": "macro-F1", "mean_ap": "mAP", "accuracy": "subset acc"}
+    sizes = {key: max(9, len(title)) for key, title in columns.items()}
+    lines = [f"{'':<{width}} " + " ".join(f"{title:>{sizes[key]}}" for key, title in columns.items())]
+    lines += [f"{r['name']:<{width}} " + " ".join(f"{r[key]:>{sizes[key]}.4f}" for key in columns) for r in rows]
     return "\n".join(lines)

@@ -171,6 +171,10 @@ def record_step(run: Training, progress: TrainingProgress, loss, grad_norm, fini
         progress_bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
 
 
+PRINTED = {"loss": "loss", "accuracy": "accuracy", "macro_f1": "macro-F1", "micro_f1": "micro-F1",
+           "samples_f1": "samples-F1", "mean_ap": "mAP"}  # the validation line, in this order
+
+
 def validate(run: Training, progress: TrainingProgress, epoch: int):
     """Rank 0 validates and every rank takes its verdict: one decision about the best checkpoint, and about
     early stopping. Multi-label validation tunes its thresholds on itself (trainer.threshold=null); the
@@ -197,7 +201,7 @@ def validate(run: Training, progress: TrainingProgress, epoch: int):
     gained = best is None or sign * (val[tcfg.monitor] - best[tcfg.monitor]) > tcfg.min_delta
     progress.validations_without_gain = 0 if gained else progress.validations_without_gain + 1
     where = f"epoch {epoch + 1}" + (f" step {progress.step}" if tcfg.val_every_steps else "")
-    print(f"{where}: val " + " ".join(f"{name} {val[name]:.4f}" for name in shown)
+    print(f"{where}: val " + " ".join(f"{title} {val[name]:.4f}" for name, title in PRINTED.items() if name in val)
           + ("  (best so far, saved)" if improved else ""))
     if improved:
         progress.best = {**progress.history[-1]}

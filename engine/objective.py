@@ -63,6 +63,21 @@ def build_objective(loss_cfg, label_names: list[str], train_labels: np.ndarray) 
     return Objective(multi_label, tensor, float(loss_cfg.label_smoothing)), named
 
 
+def describe_objective(objective: Objective, label_names: list[str], named_weights: dict | None, tcfg) -> str:
+    """The run log's line about the loss (and, multi-label, how thresholds are chosen)."""
+    if objective.multi_label:
+        thresholds = (f"fixed at {tcfg.threshold}" if tcfg.threshold is not None
+                      else f"tuned on validation ({tcfg.threshold_scope}, for {tcfg.threshold_metric})")
+        line = f"multi-label: {len(label_names)} sigmoid outputs, binary cross-entropy; thresholds {thresholds}"
+    else:
+        line = "single-label: softmax cross-entropy" + (
+            f", label smoothing {objective.label_smoothing:g}" if objective.label_smoothing else "")
+    if named_weights:
+        kind = "pos_weight" if objective.multi_label else "class weights"
+        line += f"\n{kind}: " + ", ".join(f"{name} {w:.3g}" for name, w in named_weights.items())
+    return line
+
+
 def label_weights(value, key: str, label_names: list[str], balanced) -> np.ndarray | None:
     if value is None:
         return None

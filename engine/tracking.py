@@ -26,6 +26,8 @@ HPARAMS = {
     "max_epochs": ("trainer.max_epochs", int),
     "warmup_ratio": ("scheduler.warmup_ratio", float),
     "weight_decay": ("optim.weight_decay", float),
+    "layer_decay": ("optim.layer_decay", float),
+    "label_smoothing": ("loss.label_smoothing", float),
     "max_len": ("data.max_len", int),
     "encoder": ("model.name", str),
     "pooling": ("model.pooling", str),
@@ -50,7 +52,8 @@ def run_hparams(cfg) -> dict:
     None, which torch drops) would vanish from, or be blank in, the whole sweep's table."""
     import torch.distributed as dist  # here, not at the top: the sweep summary CLI imports MONITORS without torch
 
-    defaults = {"trainer.grad_accum_steps": 1}  # configs written before gradient accumulation existed
+    # configs written before gradient accumulation, layer decay or the loss group existed
+    defaults = {"trainer.grad_accum_steps": 1, "optim.layer_decay": 1.0, "loss.label_smoothing": 0.0}
     values = {name: kind(OmegaConf.select(cfg, key, default=defaults.get(key)))
               for name, (key, kind) in HPARAMS.items()}
     processes = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1

@@ -175,9 +175,15 @@ def test_a_run_writes_the_test_and_validation_predictions_it_scored(plain_run, t
     assert len(read_predictions(plain_run / "predictions_validation.npz")) == 60
 
 
-def test_calibration_fits_a_temperature_that_predict_applies_and_keeps_every_label(tiny_model_dir, tiny_data,
-                                                                                    tmp_path):
-    train(composed(tiny_model_dir, tiny_data, "trainer.max_steps=20", "trainer.calibrate=true"), tmp_path)
+@pytest.fixture(scope="module")
+def calibrated_run(tiny_model_dir, tiny_data, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("calibrated")
+    train(composed(tiny_model_dir, tiny_data, "trainer.max_steps=20", "trainer.calibrate=true"), run_dir)
+    return run_dir
+
+
+def test_calibration_fits_a_temperature_that_predict_applies_and_keeps_every_label(calibrated_run):
+    tmp_path = calibrated_run
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     calibration = metrics["calibration"]
     loaded = load_checkpoint(tmp_path / "checkpoints" / "best")
@@ -194,3 +200,22 @@ def test_calibration_fits_a_temperature_that_predict_applies_and_keeps_every_lab
 def test_single_label_data_refuses_a_multi_label_monitor(tiny_model_dir, tiny_data, tmp_path):
     with pytest.raises(UserError, match="trainer.monitor=mean_ap exists for multi-label data only"):
         train(composed(tiny_model_dir, tiny_data, "trainer.monitor=mean_ap"), tmp_path)
+
+
+def test_an_export_folds_the_temperature_into_the_head(calibrated_run, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from data.dataset import ClassificationDataset
+    from tests.conftest import run_script
+
+    checkpoint = calibrated_run / "checkpoints" / "best"
+    result = run_script("-m", "model.export", f"checkpoint={checkpoint}", "format=onnx", f"out={tmp_path / 'onnx'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = "i feel so happy today"
+    batch = ClassificationDataset([text], None, load_checkpoint(checkpoint).transform).collate([0])
+    inputs = {"input_ids": batch.token_ids.numpy(), "attention_mask": np.ones_like(batch.token_ids.numpy()),
+              "token_type_ids": batch.segment_ids.numpy()}
+    logits = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx")).run(None, inputs)[0]
+    ours = json.loads(run_script("predict.py", f"checkpoint={checkpoint}", "pack_weights=false",
+                                 f"text={text}").stdout)["probs"]
+    assert torch.softmax(torch.from_numpy(logits[0]), -1).tolist() == pytest.approx([ours[n] for n in LABELS],
+                                                                                     abs=1e-4)

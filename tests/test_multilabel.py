@@ -217,3 +217,15 @@ def test_the_onnx_export_carries_the_thresholds_and_the_same_logits(multilabel_r
     predicted = run_script("predict.py", f"checkpoint={checkpoint}", "pack_weights=false", f"text={text}")
     ours = json.loads(predicted.stdout)["probs"]
     assert dict(zip(info["labels"], torch.sigmoid(torch.from_numpy(logits[0])).tolist())) == pytest.approx(ours, abs=1e-4)
+
+
+def test_evaluate_baselines_for_a_multi_label_checkpoint_tune_their_thresholds_on_validation(multilabel_run, tmp_path):
+    run_dir, _ = multilabel_run
+    result = run_script("evaluate.py", f"checkpoint={run_dir / 'checkpoints' / 'best'}", "precision=fp32",
+                        "baselines=true", f"out={tmp_path / 'report.json'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {row["name"]: row for row in json.loads((tmp_path / "report.json").read_text())["baselines"]}
+    assert len(rows) == 3 and any(name.startswith("most frequent label") for name in rows)
+    tuned = next(row for name, row in rows.items() if "tuned on validation" in name)
+    assert tuned["macro_f1"] > 0.5  # one word per label: TF-IDF finds it too
+    assert "micro-F1" in result.stdout and "subset acc" in result.stdout
