@@ -73,6 +73,8 @@ def train(cfg: DictConfig, output_dir) -> float:
 
     # ---- model, optimizer, schedule
     model = build_model(cfg, len(data.label_names), device, data.kept_rows)
+    if data.multi_label:
+        model.start_at_label_frequencies(data.datasets["train"].labels.mean(0))
     seed_everything(cfg.seed + ddp.rank)  # same initial weights everywhere, different dropout masks per rank
     total_steps = planned_steps(tcfg, len(data.train_loader))
     optimizer, scheduler, warmup_steps = build_optimization(cfg, model, total_steps)

@@ -24,6 +24,14 @@ class BERTClassifier(nn.Module):
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
 
+    @torch.no_grad()
+    def start_at_label_frequencies(self, frequencies):
+        """Multi-label heads: each sigmoid starts at its label's training frequency (bias = log-odds, the
+        prior initialisation of Lin et al. 2017) instead of 0.5. With 28 labels at ~4% each, a zero bias
+        spends the first epoch's gradients on pushing every output down before any label is learnt."""
+        p = torch.as_tensor(frequencies, dtype=torch.float32).clamp(1e-4, 1 - 1e-4)
+        self.head.bias.copy_(torch.log(p / (1 - p)))
+
     def sentence_vectors(self, token_ids, valid_length, segment_ids=None):
         mask = attention_mask_from(valid_length, token_ids.shape[1])
         hidden, pooled = self.encoder(token_ids, mask, segment_ids)

@@ -229,3 +229,14 @@ def test_evaluate_baselines_for_a_multi_label_checkpoint_tune_their_thresholds_o
     tuned = next(row for name, row in rows.items() if "tuned on validation" in name)
     assert tuned["macro_f1"] > 0.5  # one word per label: TF-IDF finds it too
     assert "micro-F1" in result.stdout and "subset acc" in result.stdout
+
+
+def test_a_multi_label_head_starts_at_the_label_frequencies():
+    from model.bert import BertConfig, BertEncoder
+    from model.classifier import BERTClassifier
+
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32)
+    model = BERTClassifier(BertEncoder(config), 3)
+    model.start_at_label_frequencies(np.array([0.5, 0.04, 0.2]))
+    assert torch.sigmoid(model.head.bias).tolist() == pytest.approx([0.5, 0.04, 0.2], abs=1e-6)
