@@ -27,7 +27,7 @@ from engine.build import build_data, build_model, build_optimization, loader_opt
 from engine.distributed import (NullWriter, init_distributed, launch_env, leaves_process_group, share_from_main,
                                 wrap_model)
 from engine.calibration import fit_temperature
-from engine.evaluation import evaluate, evaluate_with_outputs, score_outputs
+from engine.evaluation import evaluate_with_outputs, score_outputs
 from engine.inference import eval_loader
 from engine.loop import Checkpoints, Training, TrainingStopped, fit
 from engine.objective import Decision, build_objective, decision_of, describe_objective
@@ -138,18 +138,17 @@ def score_best_checkpoint(run: Training, cfg, progress: TrainingProgress, test_s
     test_loader = eval_loader(test_set, tcfg.eval_batch_size, **loader_options(tcfg, run.device))
     val = evaluate_with_outputs(loaded.model, run.val_loader, run.device, run.mixed_precision, run.label_names,
                                 with_vectors=tcfg.analysis, decision=decision)
+    test = evaluate_with_outputs(loaded.model, test_loader, run.device, run.mixed_precision, run.label_names,
+                                 decision=decision)
     uncalibrated = None
-    if tcfg.calibrate:
-        uncalibrated = {"validation": val.metrics, "test": evaluate(loaded.model, test_loader, run.device,
-                                                                    run.mixed_precision, run.label_names)}
+    if tcfg.calibrate:  # the temperature from validation's logits; both splits rescored, no second pass
+        uncalibrated = {"validation": val.metrics, "test": test.metrics}
         decision = Decision(temperature=fit_temperature(val.logits, val.labels))
         c = run.checkpoints
         save_checkpoint(best_dir, loaded.model, with_decision(loaded.info, decision), c.tokenizer, c.config_yaml)
-        val = score_outputs(val.logits, val.labels, run.label_names, decision, val.vectors)
+        val, test = (score_outputs(o.logits, o.labels, run.label_names, decision, o.vectors) for o in (val, test))
         print(f"calibrated: temperature {decision.temperature:.3f}, validation ECE "
               f"{uncalibrated['validation']['ece']:.4f} -> {val.metrics['ece']:.4f} (saved in {best_dir})")
-    test = evaluate_with_outputs(loaded.model, test_loader, run.device, run.mixed_precision, run.label_names,
-                                 decision=decision)
     for split, outputs in (("validation", val), ("test", test)):
         write_predictions(predictions_path(run_dir, split), predictions_of(outputs, run.label_names))
     log_hparams(writer, cfg, progress.best, test.metrics, progress.step)  # test/* + this run's HParams entry

@@ -125,8 +125,11 @@ class Decision:
 
     def with_threshold(self, threshold: float | None) -> "Decision":
         """A fixed threshold for every label instead of the stored ones (None: unchanged)."""
-        if threshold is None or not self.multi_label:
+        if threshold is None:
             return self
+        if not self.multi_label:
+            raise UserError(f"threshold={threshold} is for multi-label checkpoints; this one is single-label "
+                            "(it predicts the most probable class)")
         return Decision(True, np.full(len(self.thresholds) if self.thresholds is not None else 1, threshold,
                                       np.float32), self.temperature)
 

@@ -128,6 +128,9 @@ def test_the_decision_thresholds_every_label_and_a_fixed_one_overrides_them():
     probabilities = decision.probabilities(np.array([[0.0, 0.0], [2.0, 2.0]], np.float32))  # 0.5 and 0.88
     assert decision.predict(probabilities).tolist() == [[1, 0], [1, 1]]
     assert decision.with_threshold(0.6).predict(probabilities).tolist() == [[0, 0], [1, 1]]
+    from common.errors import UserError
+    with pytest.raises(UserError, match="threshold=0.3 is for multi-label checkpoints"):
+        Decision().with_threshold(0.3)
 
 
 # ---- a real run and what reads its checkpoint
