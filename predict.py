@@ -4,6 +4,7 @@
     python predict.py checkpoint=DIR < texts.txt      # one JSON object per input line
     python predict.py checkpoint=DIR text="i feel great"
     python predict.py checkpoint=DIR threshold=0.3    # multi-label: one threshold for every label
+    python predict.py checkpoint=DIR runtime=onnx     # ONNX Runtime (auto: only at the prompt; default: torch)
 """
 import json
 import sys
@@ -16,9 +17,8 @@ from omegaconf import DictConfig
 from common.checks import check_predict
 from common.cli import check_overrides
 from common.errors import exit_on_user_error
-from engine.inference import Predictor
+from engine.inference import Predictor, load_predictor
 from engine.runtime import configure_cpu, pick_device
-from model.checkpoint import load_checkpoint
 
 QUIT_WORDS = {"quit", "exit", "0"}  # "0" ends the KoBERT tutorial's loop too
 
@@ -98,13 +98,14 @@ def main(cfg: DictConfig):
     check_predict(cfg)
     configure_cpu(cfg.threads)
     device = pick_device(cfg.device)
-    predictor = Predictor(load_checkpoint(cfg.checkpoint, device), device, cfg.precision, cfg.batch_size,
-                          cfg.pack_weights, cfg.threshold)
+    at_prompt = cfg.text is None and sys.stdin.isatty()  # runtime=auto: ONNX Runtime only there
+    predictor = load_predictor(cfg.checkpoint, device, cfg.runtime, cfg.precision, cfg.batch_size, cfg.pack_weights,
+                               cfg.threshold, interactive=at_prompt)
     # Undecodable bytes on stdin become U+FFFD instead of a UnicodeDecodeError halfway through a file.
     sys.stdin.reconfigure(errors="replace")
     if cfg.text is not None:
         write_records(predictor, [str(cfg.text)], sys.stdout)
-    elif sys.stdin.isatty():
+    elif at_prompt:
         interactive(predictor)
     else:
         piped(predictor, sys.stdin, sys.stdout)

@@ -12,7 +12,8 @@ What is measured, on emotion validation sentences (the file ../shared/tools/hf_i
   rule (sorted[int(q * n)]) so the figures compare.
 - batch throughput: every validation text once, batches of 64, tokenization included on both sides.
   Ours sorts by length first (as Predictor always does); transformers batches in file order.
-- start-up: `python predict.py checkpoint=DIR` under a pseudo-terminal (so it opens its prompt) until
+- start-up: `python predict.py checkpoint=DIR runtime=torch` (the Predictor timed here; ONNX Runtime and
+  torch.compile: benchmarks/inference_runtimes.py) under a pseudo-terminal (so it opens its prompt) until
   "> " appears, and until the first answer to one sentence; median of --startup-repeats fresh processes.
 
 transformers runs in its own process (hf_inference.py, by path, not copied), pinned to the same thread
@@ -102,13 +103,22 @@ def time_transformers(data_file: str, a) -> dict:
 
 
 def time_startup(checkpoint: Path, sentence: str, a) -> dict:
-    """Seconds from spawning predict.py to its first prompt, and to its answer to one sentence
-    (which must not contain the prompt, "> ", itself)."""
+    """predict.py as this benchmark's Predictor runs: runtime=torch, a.precision, a.no_pack."""
+    args = [f"threads={a.threads}", "runtime=torch", f"precision={a.precision}", f"pack_weights={not a.no_pack}"]
+    return {"impl": "ours", "command": f"python predict.py checkpoint=DIR {' '.join(args)}",
+            **time_predict_startup(checkpoint, args, sentence, a.startup_repeats)}
+
+
+def time_predict_startup(checkpoint: Path, args: list[str], sentence: str, repeats: int, before_each=None) -> dict:
+    """Seconds from spawning `predict.py checkpoint=DIR *args` to its first prompt, and to its answer to one
+    sentence (which must not contain the prompt, "> ", itself); medians of `repeats` fresh processes, each
+    after `before_each()` (e.g. emptying a cache)."""
     to_prompt, to_answer = [], []
-    for _ in range(a.startup_repeats):
+    for _ in range(repeats):
+        if before_each is not None:
+            before_each()
         t0 = time.perf_counter()
-        child = pexpect.spawn(sys.executable, ["predict.py", f"checkpoint={checkpoint}", f"threads={a.threads}",
-                                               f"precision={a.precision}", f"pack_weights={not a.no_pack}"],
+        child = pexpect.spawn(sys.executable, ["predict.py", f"checkpoint={checkpoint}", *args],
                               cwd=str(PROJECT_ROOT), encoding="utf-8", timeout=300)
         child.expect_exact(PROMPT)
         to_prompt.append(time.perf_counter() - t0)
@@ -118,11 +128,9 @@ def time_startup(checkpoint: Path, sentence: str, a) -> dict:
         child.sendline("quit")
         child.expect(pexpect.EOF)
         child.close()
-    return {"impl": "ours", "command": f"python predict.py checkpoint=DIR threads={a.threads} "
-                                       f"precision={a.precision} pack_weights={not a.no_pack}",
-            "startup_to_prompt_s": round(statistics.median(to_prompt), 3),
+    return {"startup_to_prompt_s": round(statistics.median(to_prompt), 3),
             "startup_to_first_answer_s": round(statistics.median(to_answer), 3),
-            "startup_to_prompt_runs": [round(s, 3) for s in to_prompt], "repeats": a.startup_repeats}
+            "startup_to_prompt_runs": [round(s, 3) for s in to_prompt], "repeats": repeats}
 
 
 def main(a):

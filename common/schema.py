@@ -49,6 +49,12 @@ class Precision(StrEnum):
     fp32 = "fp32"
 
 
+class Runtime(StrEnum):
+    auto = "auto"  # predict.py: ONNX Runtime at the prompt on CPU in fp32, torch otherwise (engine/inference.py)
+    torch = "torch"
+    onnx = "onnx"
+
+
 class Monitor(StrEnum):
     accuracy = "accuracy"  # multi-label: subset accuracy (every label of the text right)
     macro_f1 = "macro_f1"
@@ -227,6 +233,7 @@ class PredictConfig:
     text: Optional[str] = None
     batch_size: int = 64
     precision: Precision = Precision.fp32
+    runtime: Runtime = Runtime.torch
     pack_weights: bool = True
     device: str = "auto"
     threads: Optional[int] = None
