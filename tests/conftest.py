@@ -8,6 +8,7 @@ import signal
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,9 @@ from common.config import PROJECT_ROOT, package_file
 from model.bert import BertConfig, BertEncoder, ours_to_hf
 
 SHARED_DATASETS = Path(os.environ.get("SHARED_DATASETS", PROJECT_ROOT.parent / "shared" / "datasets"))
+# predict.py runtime=onnx caches exported graphs; the tests' (and their subprocesses') go to a temporary
+# directory instead of the project's .cache/onnx. Set before engine.onnx_predictor is imported.
+os.environ.setdefault("ONNX_GRAPH_CACHE", tempfile.mkdtemp(prefix="onnx_graphs_"))
 
 # Words that decide the class, plus neutral filler: a 2-layer random BERT learns this in a few steps.
 CLASS_WORDS = {"joy": ["happy", "great", "wonderful"], "anger": ["angry", "furious", "mad"],
