@@ -25,6 +25,7 @@ from common.errors import exit_on_user_error
 from engine.evaluation import evaluate_with_outputs
 from engine.inference import eval_loader, prepare_for_inference
 from engine.metrics import format_report
+from engine.multilabel_baselines import MultilabelBaselines
 from engine.objective import decision_of
 from engine.predictions import predictions_of, write_predictions
 from engine.runtime import configure_cpu, pick_device
@@ -53,7 +54,8 @@ def main(cfg: DictConfig):
                                     examples.texts_b)
     mixed_precision = prepare_for_inference(loaded.model, device, cfg.precision, cfg.pack_weights)
     # The baselines' inputs are read and checked before the evaluation pass: a mistake costs no time.
-    baselines = Baselines.prepare(cfg, data_cfg, loaded, device) if cfg.baselines else None
+    chosen = MultilabelBaselines if loaded.info.multi_label else Baselines
+    baselines = chosen.prepare(cfg, data_cfg, loaded, device) if cfg.baselines else None
     decision = decision_of(loaded.info).with_threshold(cfg.threshold)
     # Vectors come from the same pass, for the projector.
     result = evaluate_with_outputs(loaded.model, eval_loader(dataset, cfg.batch_size), device, mixed_precision,

@@ -23,7 +23,6 @@ from data.transform import BERTSentenceTransform
 from engine.analysis import display_texts
 from engine.inference import eval_loader, predict_outputs, prepare_for_inference
 from engine.metrics import classification_metrics
-from engine.multilabel_baselines import most_frequent_label, tfidf_one_vs_rest
 from model.bert import BertEncoder
 from model.checkpoint import TRAIN_CONFIG
 from model.classifier import BERTClassifier
@@ -42,30 +41,15 @@ class Baselines:
     """What the baselines are fitted on, read and checked before the (slow) evaluation pass."""
     train: Examples
     train_labels: np.ndarray
-    encoder: "FrozenEncoder | None"
-    # Multi-label: the validation split its TF-IDF baseline tunes thresholds on, as the run's trainer did.
-    validation: Examples | None = None
-    validation_labels: np.ndarray | None = None
-    trainer: object = None
+    encoder: "FrozenEncoder"
 
     @classmethod
     def prepare(cls, cfg, data_cfg, loaded, device) -> "Baselines":
         """cfg: evaluate.py's config; loaded: the checkpoint (its labels, pooling, max_len)."""
         train = read_split(data_cfg, "train")
-        if loaded.info.multi_label:  # engine/multilabel_baselines.py: no frozen-encoder row
-            validation = read_split(data_cfg, "validation")
-            return cls(train, label_ids(train, loaded.info.labels, multi_label=True), None,
-                       validation, label_ids(validation, loaded.info.labels, multi_label=True),
-                       checkpoint_train_config(cfg.checkpoint, "data=...").trainer)
         return cls(train, label_ids(train, loaded.info.labels), FrozenEncoder.of_checkpoint(cfg, loaded, device))
 
     def scores(self, examples: Examples, eval_labels, label_names: list[str]) -> list[dict]:
-        if self.encoder is None:
-            scope = OmegaConf.select(self.trainer, "threshold_scope", default="per_label")
-            metric = OmegaConf.select(self.trainer, "threshold_metric", default="macro_f1")
-            return [most_frequent_label(self.train_labels, eval_labels, label_names),
-                    *tfidf_one_vs_rest(self.train, self.train_labels, self.validation, self.validation_labels,
-                                       examples, eval_labels, label_names, scope, metric)]
         started = time.perf_counter()
         train_vectors = self.encoder.vectors(self.train.texts, self.train.texts_b)
         eval_vectors = self.encoder.vectors(examples.texts, examples.texts_b)

@@ -5,18 +5,50 @@ thresholds tuned on the validation split exactly as training tunes them (trainer
 threshold_metric of the checkpoint's run) and once at the fixed 0.3 of the popular reimplementation.
 """
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
+from omegaconf import OmegaConf
 from threadpoolctl import threadpool_limits
 
+from data.build import label_ids, read_split
+from data.readers import Examples
 from engine.analysis import display_texts
+from engine.baselines import checkpoint_train_config
 from engine.metrics import multilabel_metrics
 from engine.thresholds import tune_thresholds
 
 FIXED_THRESHOLD = 0.3
+
+
+@dataclass
+class MultilabelBaselines:
+    """engine.baselines.Baselines' counterpart: what they are fitted and tuned on, read before the evaluation
+    pass. No frozen-encoder row."""
+    train: Examples
+    train_labels: np.ndarray
+    validation: Examples  # where the TF-IDF baseline tunes its thresholds, as the run's trainer did
+    validation_labels: np.ndarray
+    threshold_scope: str
+    threshold_metric: str
+
+    @classmethod
+    def prepare(cls, cfg, data_cfg, loaded, device=None) -> "MultilabelBaselines":
+        labels = loaded.info.labels
+        train, validation = read_split(data_cfg, "train"), read_split(data_cfg, "validation")
+        trainer = checkpoint_train_config(cfg.checkpoint, "data=...").trainer
+        return cls(train, label_ids(train, labels, multi_label=True), validation,
+                   label_ids(validation, labels, multi_label=True),
+                   OmegaConf.select(trainer, "threshold_scope", default="per_label"),
+                   OmegaConf.select(trainer, "threshold_metric", default="macro_f1"))
+
+    def scores(self, examples: Examples, eval_labels, label_names: list[str]) -> list[dict]:
+        return [most_frequent_label(self.train_labels, eval_labels, label_names),
+                *tfidf_one_vs_rest(self.train, self.train_labels, self.validation, self.validation_labels,
+                                   examples, eval_labels, label_names, self.threshold_scope, self.threshold_metric)]
 
 
 def most_frequent_label(train_labels: np.ndarray, eval_labels: np.ndarray, label_names: list[str]) -> dict:

@@ -26,8 +26,7 @@ class Objective:
 
     def summed_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The loss summed over the batch's examples, in float32."""
-        logits = logits.float()
-        weights = None if self.weights is None else self.weights.to(logits.device)
+        logits, weights = logits.float(), self.weights  # weights on the logits' device: Objective.to
         if self.multi_label:
             # Mean over labels, as BertForSequenceClassification's BCEWithLogitsLoss (mean over all
             # B x C entries) once divided by the batch: the same gradient scale as the Trainer's.

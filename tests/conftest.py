@@ -113,11 +113,30 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def write_splits(directory: Path, rows_of) -> dict:
+    """train/validation/test JSONL files of 240/60/60 rows, `rows_of(n, seed)` each, seeds 1/2/3."""
+    return {split: write_jsonl(directory / f"{split}.jsonl", rows_of(n, seed))
+            for split, n, seed in [("train", 240, 1), ("validation", 60, 2), ("test", 60, 3)]}
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> dict:
-    directory = tmp_path_factory.mktemp("tiny_data")
-    return {split: write_jsonl(directory / f"{split}.jsonl", make_examples(n, seed))
-            for split, n, seed in [("train", 240, 1), ("validation", 60, 2), ("test", 60, 3)]}
+    return write_splits(tmp_path_factory.mktemp("tiny_data"), make_examples)
+
+
+def onnx_logits(onnx_dir: Path, checkpoint: Path, text: str):
+    """ONNX Runtime's logits (classes,) for one text of an exported checkpoint, tokenized by our transform
+    (tiny test encoders have no tokenizer.json for `tokenizers` to read)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from data.dataset import ClassificationDataset
+    from model.checkpoint import load_checkpoint
+
+    batch = ClassificationDataset([text], None, load_checkpoint(checkpoint).transform).collate([0])
+    inputs = {"input_ids": batch.token_ids.numpy(), "attention_mask": np.ones_like(batch.token_ids.numpy()),
+              "token_type_ids": batch.segment_ids.numpy()}
+    return ort.InferenceSession(str(onnx_dir / "model.onnx")).run(None, inputs)[0][0]
 
 
 @pytest.fixture(scope="session")

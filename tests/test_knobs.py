@@ -203,19 +203,15 @@ def test_single_label_data_refuses_a_multi_label_monitor(tiny_model_dir, tiny_da
 
 
 def test_an_export_folds_the_temperature_into_the_head(calibrated_run, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    from data.dataset import ClassificationDataset
-    from tests.conftest import run_script
+    pytest.importorskip("onnxruntime")
+    from tests.conftest import onnx_logits, run_script
 
     checkpoint = calibrated_run / "checkpoints" / "best"
     result = run_script("-m", "model.export", f"checkpoint={checkpoint}", "format=onnx", f"out={tmp_path / 'onnx'}")
     assert result.returncode == 0, result.stderr[-2000:]
     text = "i feel so happy today"
-    batch = ClassificationDataset([text], None, load_checkpoint(checkpoint).transform).collate([0])
-    inputs = {"input_ids": batch.token_ids.numpy(), "attention_mask": np.ones_like(batch.token_ids.numpy()),
-              "token_type_ids": batch.segment_ids.numpy()}
-    logits = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx")).run(None, inputs)[0]
+    logits = onnx_logits(tmp_path / "onnx", checkpoint, text)
     ours = json.loads(run_script("predict.py", f"checkpoint={checkpoint}", "pack_weights=false",
                                  f"text={text}").stdout)["probs"]
-    assert torch.softmax(torch.from_numpy(logits[0]), -1).tolist() == pytest.approx([ours[n] for n in LABELS],
+    assert torch.softmax(torch.from_numpy(logits), -1).tolist() == pytest.approx([ours[n] for n in LABELS],
                                                                                      abs=1e-4)

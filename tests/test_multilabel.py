@@ -15,7 +15,7 @@ from engine.metrics import multilabel_metrics
 from engine.objective import Decision, balanced_pos_weight, build_objective
 from engine.predictions import read_predictions
 from engine.thresholds import tune_thresholds
-from tests.conftest import FILLER, run_script, write_jsonl
+from tests.conftest import FILLER, onnx_logits, run_script, write_splits
 
 LABEL_WORDS = {"joy": ["happy", "great"], "anger": ["angry", "mad"], "fear": ["afraid", "scared"],
                "love": ["love", "adore"]}
@@ -36,9 +36,7 @@ def multilabel_rows(n: int, seed: int) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def multilabel_data(tmp_path_factory) -> dict:
-    directory = tmp_path_factory.mktemp("multilabel_data")
-    return {split: write_jsonl(directory / f"{split}.jsonl", multilabel_rows(n, seed))
-            for split, n, seed in [("train", 240, 1), ("validation", 60, 2), ("test", 60, 3)]}
+    return write_splits(tmp_path_factory.mktemp("multilabel_data"), multilabel_rows)
 
 
 @pytest.fixture(scope="module")
@@ -202,10 +200,7 @@ def test_the_hf_export_gives_transformers_the_same_sigmoid_scores(multilabel_run
 
 
 def test_the_onnx_export_carries_the_thresholds_and_the_same_logits(multilabel_run, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    from data.dataset import ClassificationDataset
-    from model.checkpoint import load_checkpoint
-
+    pytest.importorskip("onnxruntime")
     run_dir, _ = multilabel_run
     checkpoint, out = run_dir / "checkpoints" / "best", tmp_path / "onnx"
     result = run_script("-m", "model.export", f"checkpoint={checkpoint}", "format=onnx", f"out={out}")
@@ -213,13 +208,10 @@ def test_the_onnx_export_carries_the_thresholds_and_the_same_logits(multilabel_r
     info = json.loads((checkpoint / "classifier.json").read_text())
     assert json.loads((out / "thresholds.json").read_text()) == dict(zip(info["labels"], info["thresholds"]))
     text = "i am so happy and angry today"
-    batch = ClassificationDataset([text], None, load_checkpoint(checkpoint).transform).collate([0])
-    inputs = {"input_ids": batch.token_ids, "attention_mask": torch.ones_like(batch.token_ids),
-              "token_type_ids": batch.segment_ids}
-    logits = ort.InferenceSession(str(out / "model.onnx")).run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+    logits = onnx_logits(out, checkpoint, text)
     predicted = run_script("predict.py", f"checkpoint={checkpoint}", "pack_weights=false", f"text={text}")
     ours = json.loads(predicted.stdout)["probs"]
-    assert dict(zip(info["labels"], torch.sigmoid(torch.from_numpy(logits[0])).tolist())) == pytest.approx(ours, abs=1e-4)
+    assert dict(zip(info["labels"], torch.sigmoid(torch.from_numpy(logits)).tolist())) == pytest.approx(ours, abs=1e-4)
 
 
 def test_evaluate_baselines_for_a_multi_label_checkpoint_tune_their_thresholds_on_validation(multilabel_run, tmp_path):
