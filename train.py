@@ -77,7 +77,7 @@ def train(cfg: DictConfig, output_dir) -> float:
         model.start_at_label_frequencies(data.datasets["train"].labels.mean(0))
     seed_everything(cfg.seed + ddp.rank)  # same initial weights everywhere, different dropout masks per rank
     total_steps = planned_steps(tcfg, len(data.train_loader))
-    optimizer, scheduler, warmup_steps = build_optimization(cfg, model, total_steps)
+    optimizer, scheduler, warmup_steps = build_optimization(cfg, model, total_steps, ddp.world_size)
     parallel_model, no_sync = wrap_model(ddp, model, device)  # DDP averages gradients over processes
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"{trainable / 1e6:.1f}M trainable parameters, {total_steps} steps ({len(data.train_loader)}/epoch) of "

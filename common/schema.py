@@ -102,6 +102,7 @@ class ModelConfig:
     dropout: float = 0.1
     freeze_embeddings: bool = False
     fast_dropout: bool = True
+    first_token_only: bool = True
     trim_vocab: bool = False
 
 
@@ -145,6 +146,7 @@ class OptimConfig:
     eps: float = 1e-8
     implementation: Implementation = Implementation.fused
     layer_decay: float = 1.0
+    sparse_embedding: bool = True
 
 
 @dataclass
@@ -169,6 +171,7 @@ class TrainerConfig:
     grad_accum_steps: int = 1
     eval_batch_size: int = 128
     max_grad_norm: float = 1.0
+    clip_in_optimizer: bool = True
     precision: Precision = Precision.bf16
     device: str = "auto"  # auto | cpu | cuda | cuda:N: checked by common/checks.py
     threads: Optional[int] = None

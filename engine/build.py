@@ -66,6 +66,7 @@ def build_model(cfg, num_labels: int, device, kept_rows: list[int] | None = None
         encoder.keep_vocabulary(kept_rows)
     model = BERTClassifier(encoder, num_labels, cfg.model.dropout, cfg.model.pooling).to(device)
     use_fast_dropout(model, cfg.model.fast_dropout)
+    model.first_token_only = cfg.model.first_token_only
     if cfg.model.freeze_embeddings:
         model.encoder.embeddings.requires_grad_(False)
     if cfg.model.pooling != "pooler":  # cls/mean never use it: no gradient to wait for (DDP) or apply
@@ -87,9 +88,11 @@ def build_train_loader(cfg, train_set, ddp, device) -> DataLoader:
                       pin_memory=device.type == "cuda")
 
 
-def build_optimization(cfg, model, total_steps: int):
+def build_optimization(cfg, model, total_steps: int, processes: int = 1):
     """AdamW over the trainable parameters (layer-wise lr decay: optim.layer_decay) and a per-step
-    cosine-with-warmup schedule, which scales every group's own peak rate."""
+    cosine-with-warmup schedule, which scales every group's own peak rate. optim.sparse_embedding makes
+    the word embedding's gradient sparse, in one process only: DDP's gradient buckets are dense."""
+    model.encoder.embeddings.word.sparse = cfg.optim.sparse_embedding and processes == 1
     optimizer = build_optimizer(model, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas,
                                 cfg.optim.eps, cfg.optim.implementation, cfg.optim.layer_decay,
                                 model.encoder.config.num_hidden_layers)

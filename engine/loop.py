@@ -30,6 +30,7 @@ from engine.distributed import Distributed, NullWriter, any_rank, gather_to_main
 from engine.evaluation import score_outputs, validation_decision
 from engine.inference import predict_outputs
 from engine.objective import Objective
+from engine.optim import clip_gradients
 from engine.resume import TrainingProgress, rng_state, save_resumable
 from engine.signals import StopRequest
 from engine.tracking import MONITORS
@@ -143,7 +144,8 @@ def checked_step(run: Training, progress: TrainingProgress, micro_batches):
     try:
         return train_step(run.forward, [b.to(run.device, non_blocking=True) for b in micro_batches],
                           run.optimizer, run.scheduler, run.trainable, run.cfg.max_grad_norm,
-                          run.mixed_precision, run.cfg.on_nonfinite, run.no_sync, run.objective)
+                          run.mixed_precision, run.cfg.on_nonfinite, run.no_sync, run.objective,
+                          run.cfg.clip_in_optimizer)
     except NonFiniteGradient as e:
         last = existing_checkpoint_dir(run.checkpoints.last_dir)
         kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint saved yet"
@@ -233,7 +235,8 @@ class NonFiniteGradient(Exception):
 
 
 def train_step(forward, micro_batches, optimizer, scheduler, trainable, max_grad_norm, mixed_precision,
-               on_nonfinite="stop", no_sync=contextlib.nullcontext, objective: Objective = Objective()):
+               on_nonfinite="stop", no_sync=contextlib.nullcontext, objective: Objective = Objective(),
+               clip_in_optimizer=False):
     """One optimizer step over this process's share of the global batch, given as micro-batches:
     forward under autocast, fp32 loss, backward per micro-batch, then clip, step, schedule.
 
@@ -256,7 +259,7 @@ def train_step(forward, micro_batches, optimizer, scheduler, trainable, max_grad
             micro_loss = objective.summed_loss(logits, batch.labels) / examples
             micro_loss.backward()
         loss = loss + micro_loss.detach()
-    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
+    grad_norm = clip_gradients(optimizer, trainable, max_grad_norm, clip_in_optimizer)
     finite = bool(torch.isfinite(grad_norm))
     if finite:
         optimizer.step()

@@ -4,6 +4,8 @@ import math
 
 import torch
 
+from engine.row_adamw import RowSparseAdamW
+
 
 def parameter_depth(name: str, num_layers: int) -> int:
     """0 for the embeddings, k + 1 for encoder layer k, num_layers + 1 for the pooler and the head."""
@@ -42,7 +44,28 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, beta
                     "name": name}]
     groups = [g for g in groups if g["params"]]
     kwargs = {"fused": True} if implementation == "fused" else {"foreach": implementation == "foreach"}
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, **kwargs)
+    return RowSparseAdamW(groups, lr=lr, betas=tuple(betas), eps=eps, **kwargs)
+
+
+def clip_gradients(optimizer: torch.optim.Optimizer, params, max_norm: float, in_optimizer: bool) -> torch.Tensor:
+    """clip_grad_norm_: returns the gradients' total norm, and they are scaled by max_norm / norm when that
+    is below 1. in_optimizer (trainer.clip_in_optimizer) with fused AdamW: the scale is handed to the
+    optimizer's kernel, which divides each gradient by `grad_scale` as it reads it (the hook AMP's
+    GradScaler uses), instead of a pass of its own over every gradient before the step."""
+    params = [p for p in params if p.grad is not None]
+    for p in params:
+        if p.grad.is_sparse:  # optim.sparse_embedding: a row used twice has two entries until coalesced
+            p.grad = p.grad.coalesce()
+    norm = torch.nn.utils.get_total_norm([p.grad.values() if p.grad.is_sparse else p.grad for p in params])
+    divisor = ((norm + 1e-6) / max_norm).clamp(min=1.0)  # clip_grad_norm_'s 1e-6, as a divisor
+    if in_optimizer and optimizer.defaults.get("fused"):
+        optimizer.grad_scale = divisor
+    else:
+        torch._foreach_div_([p.grad for p in params if not p.grad.is_sparse], divisor)
+        for p in params:
+            if p.grad.is_sparse:
+                p.grad.values().div_(divisor)  # a view of the coalesced gradient's values
+    return norm
 
 
 def lr_groups(optimizer: torch.optim.Optimizer) -> dict[str, int] | None:

@@ -19,6 +19,9 @@ class BERTClassifier(nn.Module):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}")
         self.encoder, self.pooling = encoder, pooling
+        # pooler/cls pooling read [CLS] alone: the last layer skips the other positions (model/bert.py).
+        # A switch only for measuring it (model.first_token_only); the outputs are the same either way.
+        self.first_token_only = True
         self.dropout = Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_classes)
         nn.init.normal_(self.head.weight, std=0.02)
@@ -34,7 +37,8 @@ class BERTClassifier(nn.Module):
 
     def sentence_vectors(self, token_ids, valid_length, segment_ids=None):
         mask = attention_mask_from(valid_length, token_ids.shape[1])
-        hidden, pooled = self.encoder(token_ids, mask, segment_ids)
+        hidden, pooled = self.encoder(token_ids, mask, segment_ids,
+                                      first_token_only=self.first_token_only and self.pooling != "mean")
         if self.pooling == "pooler":  # tanh(dense([CLS])), as BertForSequenceClassification / KoBERT
             return pooled
         if self.pooling == "cls":

@@ -71,12 +71,14 @@ class PackedSelfAttention(nn.Module):
         self.qkv = PackedLinear([attention.query, attention.key, attention.value], dtype)
         self.out = PackedLinear([attention.out], dtype)
 
-    def forward(self, x, key_mask):
+    def forward(self, x, key_mask, queries=None):
         B, T, C = x.shape
         # (B, T, 3C) -> three (B, heads, T, head_dim)
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        if queries is not None:  # the last layer under first_token_only: queries are x[:, :1]
+            q = q[:, :, :queries.shape[1]]
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
-        return self.out(y.transpose(1, 2).reshape(B, T, C))
+        return self.out(y.transpose(1, 2).reshape(B, q.shape[2], C))
 
 
 def pack_linears(model: nn.Module, precision: str) -> bool:

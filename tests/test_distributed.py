@@ -44,7 +44,7 @@ def args(model_dir, data, run_dir, *extra):
     return ["train.py", f"model.path={model_dir}", "data=files", f"data.train={data['train']}",
             f"data.validation={data['validation']}", f"data.test={data['test']}", "trainer.batch_size=32",
             "trainer.max_epochs=2", "optim.lr=1e-3", "trainer.precision=fp32", "trainer.threads=1",
-            f"hydra.run.dir={run_dir}", *extra]
+            f"hydra.run.dir={run_dir}", "optim.sparse_embedding=false", *extra]  # torchrun's gradients are dense
 
 
 def train(*script_args, torchrun=False):
