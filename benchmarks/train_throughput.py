@@ -301,14 +301,14 @@ def run_child(cmd: list[str]) -> tuple[dict, float]:
 
 
 def worker_command(a, impl: str, data: str, precision: str, train_file: str) -> list[str]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", impl, "--data", data,
+    worker = "hf" if impl == "hf" else "ours"  # PEER_OURS is our worker with the overrides under test
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", worker, "--data", data,
            "--precision", precision, "--steps", str(a.steps), "--warmup", str(a.warmup),
            "--batch", str(a.batch), "--max-len", str(a.max_len), "--lr", str(a.lr),
            "--threads", str(a.threads), "--model", a.model]
     if impl == "ours":
         cmd += [f"--override={o}" for o in a.override]
-    elif impl == PEER_OURS:  # --peer-override: our loop with the switch under test
-        cmd[cmd.index(impl)] = "ours"
+    elif impl == PEER_OURS:
         cmd += [f"--override={o}" for o in [*a.override, *a.peer_override]] + [f"--impl-label={PEER_OURS}"]
     else:
         cmd += ["--train-file", train_file]
