@@ -6,9 +6,9 @@
 The run is built exactly as benchmarks/train_throughput.py builds its `ours` worker (train.py's
 builders, the loop's own train_one_epoch); the profiler records the steps after `--warmup`.
 Each operator's *self* CPU time (time inside it, not inside the operators it calls) is summed by
-kind; what remains of the wall clock is Python, autograd-engine bookkeeping and dispatch between
-operators ("outside operators"). Profiling adds its own per-operator cost, so the rate printed is a
-little below train_throughput.py's.
+kind. The profiler's step marker encloses each whole step, so its own self time is what ran between
+operators: Python, autograd-engine bookkeeping and dispatch ("outside operators"). Profiling adds
+its own per-operator cost, so the rate printed is a little below train_throughput.py's.
 """
 import argparse
 import re
@@ -38,7 +38,7 @@ KINDS = [
                           r"fill_|zero_|sum|neg|exp|log_softmax|_log_softmax|nll_loss|nll_loss_forward|"
                           r"nll_loss_backward|_log_softmax_backward_data|threshold_backward|lt|eq|arange)$"),
     ("step marker", r"^ProfilerStep"),
-    ("compiled kernels", r"^(graph_|CompiledFunction|Torch-Compiled|inductor)"),
+    ("compiled kernels", r"^(graph_|CompiledFunction|Torch-Compiled|inductor)|CompiledFxGraph"),
 ]
 
 
