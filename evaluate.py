@@ -50,8 +50,7 @@ def main(cfg: DictConfig):
     examples = read_split(data_cfg, cfg.split)
     labels = loaded.info.labels
     dataset = ClassificationDataset(examples.texts, label_ids(examples, labels, loaded.info.multi_label),
-                                    loaded.transform,
-                                    examples.texts_b)
+                                    loaded.transform, examples.texts_b)
     mixed_precision = prepare_for_inference(loaded.model, device, cfg.precision, cfg.pack_weights)
     # The baselines' inputs are read and checked before the evaluation pass: a mistake costs no time.
     chosen = MultilabelBaselines if loaded.info.multi_label else Baselines

@@ -104,6 +104,8 @@ def inference_runtime(runtime: str, device, precision: str, interactive: bool = 
     → Inference."""
     if runtime not in RUNTIMES:
         raise UserError(f"runtime={runtime!r} is not one of {', '.join(RUNTIMES)}")
+    if runtime == "torch":
+        return runtime
     on_cpu = torch.device(device).type == "cpu"
     missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
     if runtime == "auto":

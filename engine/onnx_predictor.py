@@ -30,7 +30,7 @@ from model.checkpoint import CLASSIFIER_CONFIG, ENCODER_CONFIG, WEIGHTS
 GRAPH_CACHE = Path(os.environ.get("ONNX_GRAPH_CACHE", PROJECT_ROOT / ".cache" / "onnx"))
 GRAPH_FILE = "model.onnx"
 # Bump when the export or the fusions below change what a cached graph holds.
-GRAPH_FORMAT = "export opset 18 + bert fusions, v1"
+GRAPH_FORMAT = "export opset 18 + bert fusions, v2"  # v2: the last layer computes [CLS] only (first_token_only)
 OPSET = 18  # model/export.py's default. Opset 23's Attention op: ORT 1.31's CPU kernel refuses our (B,1,1,T) mask
 
 
