@@ -4,7 +4,7 @@ error analysis files (analysis=DIR) and baselines (baselines=true).
     python evaluate.py checkpoint=outputs/tweets/<run>/checkpoints/best
     python evaluate.py checkpoint=DIR data=files data.test=my_test.jsonl out=report.json
     python evaluate.py checkpoint=DIR split=validation analysis=analysis/ baselines=true
-    python evaluate.py checkpoint=DIR predictions=test.npz          # per-example, for python -m engine.compare
+    python evaluate.py checkpoint=DIR predictions=test.npz          # per-example, for python -m research.compare
     python evaluate.py checkpoint=DIR threshold=0.3                 # multi-label: one fixed threshold
 """
 import json
@@ -17,18 +17,18 @@ from torch.utils.tensorboard import SummaryWriter
 import common.config  # noqa: F401  (registers config resolvers)
 from data.build import label_ids, read_split
 from data.dataset import ClassificationDataset
-from engine.analysis import display_texts, write_analysis, write_calibration_analysis
-from engine.baselines import Baselines, checkpoint_train_config, format_comparison
+from evaluation.analysis import display_texts, write_analysis, write_calibration_analysis
+from evaluation.baselines import Baselines, checkpoint_train_config, format_comparison
 from common.checks import check_evaluate
 from common.cli import check_overrides
 from common.errors import exit_on_user_error
-from engine.evaluation import evaluate_with_outputs
-from engine.inference import eval_loader, prepare_for_inference
-from engine.metrics import format_report
-from engine.multilabel_baselines import MultilabelBaselines
-from engine.objective import decision_of
-from engine.predictions import predictions_of, write_predictions
-from engine.runtime import configure_cpu, pick_device
+from evaluation.scoring import evaluate_with_outputs
+from inference.batches import eval_loader, prepare_for_inference
+from evaluation.metrics import format_report
+from evaluation.multilabel_baselines import MultilabelBaselines
+from inference.decision import decision_of
+from evaluation.predictions import predictions_of, write_predictions
+from inference.runtime import configure_cpu, pick_device
 from model.checkpoint import load_checkpoint
 
 

@@ -17,8 +17,8 @@ from omegaconf import DictConfig
 from common.checks import check_predict
 from common.cli import check_overrides
 from common.errors import exit_on_user_error
-from engine.inference import Predictor, load_predictor
-from engine.runtime import configure_cpu, pick_device
+from inference.predictor import Predictor, load_predictor
+from inference.runtime import configure_cpu, pick_device
 
 QUIT_WORDS = {"quit", "exit", "0"}  # "0" ends the KoBERT tutorial's loop too
 

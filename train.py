@@ -6,7 +6,7 @@
     torchrun --nproc_per_node=2 train.py data=emotion             # data-parallel (DDP), same global batch
 
 The run directory (printed at start) receives metrics.json, checkpoints/best/ and TensorBoard events.
-The loop itself (steps, validation, best and resumable checkpoints) is engine/loop.py.
+The loop itself (steps, validation, best and resumable checkpoints) is training/loop.py.
 """
 import signal
 import sys
@@ -22,21 +22,22 @@ import common.config  # noqa: F401  (registers the conf/ resolvers)
 from common.checks import check_train
 from common.cli import check_overrides
 from common.errors import UserError, exit_on_user_error
-from engine.analysis import write_analysis, write_calibration_analysis
-from engine.build import build_data, build_model, build_optimization, loader_options, planned_steps
-from engine.distributed import (NullWriter, init_distributed, launch_env, leaves_process_group, share_from_main,
+from evaluation.analysis import write_analysis, write_calibration_analysis
+from training.build import build_data, build_model, build_optimization, loader_options, planned_steps
+from training.distributed import (NullWriter, init_distributed, launch_env, leaves_process_group, share_from_main,
                                 wrap_model)
-from engine.calibration import fit_temperature
-from engine.evaluation import evaluate_with_outputs, score_outputs
-from engine.inference import eval_loader
-from engine.loop import Checkpoints, Training, TrainingStopped, fit
-from engine.objective import Decision, build_objective, decision_of, describe_objective
-from engine.optim import lr_groups
-from engine.predictions import predictions_of, predictions_path, write_predictions
-from engine.resume import (TrainingProgress, check_trimmed_vocabulary, read_training_state, resume_command,
+from evaluation.calibration import fit_temperature
+from evaluation.scoring import evaluate_with_outputs, score_outputs
+from inference.batches import eval_loader
+from training.loop import Checkpoints, Training, TrainingStopped, fit
+from inference.decision import Decision, decision_of
+from training.objective import build_objective, describe_objective
+from training.optim import lr_groups
+from evaluation.predictions import predictions_of, predictions_path, write_predictions
+from training.resume import (TrainingProgress, check_trimmed_vocabulary, read_training_state, resume_command,
                            resume_directory)
-from engine.runtime import autocast, configure_cpu, seed_everything
-from engine.tracking import MULTI_LABEL_ONLY, FinalScores, log_hparams, write_run_metrics
+from inference.runtime import autocast, configure_cpu, seed_everything
+from training.tracking import MULTI_LABEL_ONLY, FinalScores, log_hparams, write_run_metrics
 from model.checkpoint import ClassifierInfo, load_checkpoint, load_weights, save_checkpoint, with_decision
 
 
@@ -94,17 +95,20 @@ def train(cfg: DictConfig, output_dir) -> float:
         print(f"resumed from {resume_dir} at step {progress.step} "
               f"(epoch {progress.epoch + 1}, batch {progress.batch_in_epoch})")
 
-    # ---- the loop (engine/loop.py). purge_step drops events logged after the checkpoint we resumed
+    # ---- the loop (training/loop.py). purge_step drops events logged after the checkpoint we resumed
     # from: curves continue, no duplicates.
     writer = (SummaryWriter(str(run_dir / "tensorboard"), purge_step=progress.step + 1 if resume_dir else None)
               if ddp.is_main else NullWriter())
     info = ClassifierInfo(data.label_names, cfg.model.pooling, cfg.data.max_len, data.pair, cfg.model.dropout,
                           cfg.data.text_prefix, data.multi_label, loss_weights=loss_weights)
     checkpoints = Checkpoints(best_dir, last_dir, info, data.tokenizer, OmegaConf.to_yaml(cfg, resolve=True))
-    run = Training(tcfg, model, torch.compile(parallel_model) if tcfg.compile else parallel_model, optimizer,
-                   scheduler, data.train_loader, data.val_loader, data.label_names, device,
-                   autocast(device, tcfg.precision), total_steps, checkpoints, writer, ddp, no_sync, data.val_texts,
-                   objective.to(device), lr_groups(optimizer))
+    run = Training(
+        cfg=tcfg, model=model, forward=torch.compile(parallel_model) if tcfg.compile else parallel_model,
+        objective=objective.to(device), optimizer=optimizer, scheduler=scheduler, lr_groups=lr_groups(optimizer),
+        total_steps=total_steps, train_loader=data.train_loader, val_loader=data.val_loader,
+        label_names=data.label_names, val_texts=data.val_texts, device=device,
+        mixed_precision=autocast(device, tcfg.precision), ddp=ddp, no_sync=no_sync,
+        checkpoints=checkpoints, writer=writer)
     try:
         fit(run, progress)
     except TrainingStopped as stopped:

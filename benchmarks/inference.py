@@ -6,7 +6,7 @@
 
 What is measured, on emotion validation sentences (the file ../shared/tools/hf_inference.py reads too):
 - single-text latency, p50 and p99 over --n sentences after --warmup sentences: our path is
-  `engine.inference.Predictor.probabilities([text])` (tokenize, batch, forward, softmax), as
+  `inference.predictor.Predictor.probabilities([text])` (tokenize, batch, forward, softmax), as
   predict.py answers one prompt; theirs is the `pipeline("text-classification", top_k=None)` call
   and the bare tokenizer + model call that hf_inference.py times. Percentiles use hf_inference.py's
   rule (sorted[int(q * n)]) so the figures compare.
@@ -40,8 +40,8 @@ import torch  # noqa: E402
 from data.readers import read_examples  # noqa: E402
 from data.tokenizer import load_tokenizer  # noqa: E402
 from common.config import package_file  # noqa: E402  (also registers the conf/ resolvers)
-from engine.inference import Predictor  # noqa: E402
-from engine.runtime import configure_cpu, pick_device  # noqa: E402
+from inference.predictor import Predictor  # noqa: E402
+from inference.runtime import configure_cpu, pick_device  # noqa: E402
 from model.bert import BertEncoder  # noqa: E402
 from model.checkpoint import ClassifierInfo, load_checkpoint, save_checkpoint  # noqa: E402
 from model.classifier import BERTClassifier  # noqa: E402

@@ -6,7 +6,7 @@ fusions, int8), and transformers (../shared/tools/hf_inference.py).
     python benchmarks/inference_runtimes.py --n 20 --warmup 2 --batch-repeats 1 --startup-repeats 1   # smoke run
 
 Every path but transformers is a predictor over the same checkpoint in this process, with our tokenizer
-and batching (engine.inference.Predictor, engine.onnx_predictor.OnnxPredictor):
+and batching (inference.predictor.Predictor, inference.onnx_predictor.OnnxPredictor):
 - single text: --n validation texts cut into --rounds blocks; each block goes through every path in
   turn, each after --warmup untimed texts, so a slow stretch of the machine hits all alike; p50/p99 by
   hf_inference.py's rule (benchmarks/inference.py percentile).
@@ -22,7 +22,7 @@ and batching (engine.inference.Predictor, engine.onnx_predictor.OnnxPredictor):
 
 The ONNX graphs: model/export.py format=onnx (opset 18), then onnxruntime.transformers.optimizer
 (model_type=bert: SkipLayerNormalization and BiasGelu fuse on this graph, attention does not), as
-engine/onnx_predictor.py caches it; int8: onnxruntime.quantization.quantize_dynamic of the plain export
+inference/onnx_predictor.py caches it; int8: onnxruntime.quantization.quantize_dynamic of the plain export
 (int8 weights, activations quantized per call; it cannot read the fused graph's contrib operators).
 """
 import argparse
@@ -42,10 +42,10 @@ import torch  # noqa: E402
 from benchmarks.inference import (DEFAULT_MODEL, emotion_config, percentile, save_untrained_checkpoint,  # noqa: E402
                                   time_predict_startup, time_transformers)
 from data.readers import read_examples  # noqa: E402
-from engine.inference import Predictor  # noqa: E402
-from engine.onnx_predictor import (GRAPH_FILE, OnnxPredictor, cached_graph, clear_cached_graph,  # noqa: E402
+from inference.predictor import Predictor  # noqa: E402
+from inference.onnx_predictor import (GRAPH_FILE, OnnxPredictor, cached_graph, clear_cached_graph,  # noqa: E402
                                    export_fused)
-from engine.runtime import configure_cpu  # noqa: E402
+from inference.runtime import configure_cpu  # noqa: E402
 from model.checkpoint import load_checkpoint  # noqa: E402
 
 SENTENCE = "i feel wonderful today"

@@ -26,8 +26,8 @@ import torch  # noqa: E402
 
 from benchmarks.inference import DEFAULT_MODEL, emotion_config, percentile, save_untrained_checkpoint  # noqa: E402
 from data.readers import read_examples  # noqa: E402
-from engine.inference import Predictor  # noqa: E402
-from engine.runtime import configure_cpu  # noqa: E402
+from inference.predictor import Predictor  # noqa: E402
+from inference.runtime import configure_cpu  # noqa: E402
 from model.checkpoint import load_checkpoint  # noqa: E402
 
 CONFIGS = [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)]  # the first is the reference

@@ -77,7 +77,7 @@ class ProfiledLoader:
 
 
 def main(a):
-    from engine.loop import train_one_epoch
+    from training.loop import train_one_epoch
 
     torch.set_num_threads(a.threads)
     profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],

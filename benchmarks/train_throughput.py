@@ -19,7 +19,7 @@ Method (each point below is a deliberate choice, so the two sides are timed the 
   Data loading and collation inside the timed window count on both sides; tokenization does not.
 - Ours: the worker composes conf/ exactly as train.py does and builds tokenizer, dataset, length-grouped
   sampler, model, optimizer and schedule with the project's own functions, then runs the loop's own
-  epochs (engine/loop.py train_one_epoch: no validation or checkpoints; TensorBoard writes dropped, the
+  epochs (training/loop.py train_one_epoch: no validation or checkpoints; TensorBoard writes dropped, the
   every-50-steps loss sync kept).
 - Theirs: a small Trainer worker, not ../shared/tools/hf_baseline.py, because that script times
   trainer.train() as a whole (setup and first steps included) and we want warm-up excluded on both
@@ -137,11 +137,11 @@ def build_ours(a, wrap_loader=None):
     from data.dataset import ClassificationDataset
     from data.transform import BERTSentenceTransform
     from data.vocab_trim import training_tokenizer
-    from engine.build import build_model, build_optimization, build_train_loader
-    from engine.distributed import Distributed
-    from engine.loop import Training
-    from engine.resume import TrainingProgress
-    from engine.runtime import autocast, configure_cpu, pick_device, seed_everything
+    from training.build import build_model, build_optimization, build_train_loader
+    from training.distributed import Distributed
+    from training.loop import Training
+    from training.resume import TrainingProgress
+    from inference.runtime import autocast, configure_cpu, pick_device, seed_everything
 
     total_steps = a.warmup + a.steps
     cfg = compose_config(a.data, a.model, [
@@ -168,15 +168,16 @@ def build_ours(a, wrap_loader=None):
     model = build_model(cfg, len(names), device, kept_rows)
     optimizer, scheduler, _ = build_optimization(cfg, model, total_steps)
     forward = torch.compile(model) if tcfg.compile else model
-    run = Training(tcfg, model, forward, optimizer, scheduler, loader, None, names, device,
-                   autocast(device, tcfg.precision), total_steps)
+    run = Training(cfg=tcfg, model=model, forward=forward, optimizer=optimizer, scheduler=scheduler,
+                   total_steps=total_steps, train_loader=loader, val_loader=None, label_names=names, device=device,
+                   mixed_precision=autocast(device, tcfg.precision))
     return run, TrainingProgress(running_loss=torch.zeros((), device=device))
 
 
 def worker_ours(a) -> dict:
-    """train.py's builders and the loop's own epochs (engine/loop.py), timed; no validation, no
+    """train.py's builders and the loop's own epochs (training/loop.py), timed; no validation, no
     checkpoints, TensorBoard writes dropped (NullWriter), the every-log_every-steps loss sync kept."""
-    from engine.loop import train_one_epoch
+    from training.loop import train_one_epoch
 
     run, progress = build_ours(a, lambda loader, device: TimedLoader(loader, a.warmup, device))
     loader, device = run.train_loader, run.device

@@ -43,18 +43,18 @@ def compose_config(overrides):
 
 
 def worker(a) -> dict:
-    """train.py's builders and the loop's own epochs (engine/loop.py) over warmup + steps optimizer steps,
+    """train.py's builders and the loop's own epochs (training/loop.py) over warmup + steps optimizer steps,
     the last `steps` timed (as benchmarks/train_throughput.py times them); then checkpoints/last, timed."""
     from benchmarks.train_throughput import TimedLoader
     from data.build import label_ids, label_names, read_splits
     from data.dataset import ClassificationDataset
     from data.transform import BERTSentenceTransform
     from data.vocab_trim import training_tokenizer
-    from engine.build import build_model, build_optimization, build_train_loader
-    from engine.distributed import Distributed
-    from engine.loop import Training, train_one_epoch
-    from engine.resume import TrainingProgress, rng_state, save_resumable
-    from engine.runtime import autocast, configure_cpu, pick_device, seed_everything
+    from training.build import build_model, build_optimization, build_train_loader
+    from training.distributed import Distributed
+    from training.loop import Training, train_one_epoch
+    from training.resume import TrainingProgress, rng_state, save_resumable
+    from inference.runtime import autocast, configure_cpu, pick_device, seed_everything
     from model.checkpoint import ClassifierInfo
 
     cfg = compose_config([*a.override, f"model.trim_vocab={a.worker == 'trimmed'}", "trainer.save_every_steps=null",
@@ -70,8 +70,9 @@ def worker(a) -> dict:
                                             Distributed(), device), a.warmup, device)
     model = build_model(cfg, len(names), device, kept_rows)
     optimizer, scheduler, _ = build_optimization(cfg, model, a.warmup + a.steps)
-    run = Training(cfg.trainer, model, model, optimizer, scheduler, loader, None, names, device,
-                   autocast(device, cfg.trainer.precision), a.warmup + a.steps)
+    run = Training(cfg=cfg.trainer, model=model, forward=model, optimizer=optimizer, scheduler=scheduler,
+                   total_steps=a.warmup + a.steps, train_loader=loader, val_loader=None, label_names=names,
+                   device=device, mixed_precision=autocast(device, cfg.trainer.precision))
     progress = TrainingProgress(running_loss=torch.zeros((), device=device))
     for epoch in range(run.epochs):
         train_one_epoch(run, progress, epoch)
@@ -126,7 +127,7 @@ def agreement(a):
     from data.build import read_split
     from data.tokenizer import load_tokenizer
     from data.transform import BERTSentenceTransform
-    from engine.inference import Predictor
+    from inference.predictor import Predictor
     from model.bert import BertEncoder
     from model.checkpoint import LoadedClassifier, load_checkpoint
     from omegaconf import OmegaConf

@@ -151,7 +151,7 @@ def check_optimization(optim, scheduler):
 
 
 def check_loss(loss):
-    """The shape of the weights here; their label names are checked once the labels are known (engine/objective.py)."""
+    """The shape of the weights here; their label names are checked once the labels are known (training/objective.py)."""
     require(0 <= loss.label_smoothing < 1, "loss.label_smoothing", loss.label_smoothing, "must be in [0, 1)")
     for key in ("class_weights", "pos_weight"):
         value = loss[key]

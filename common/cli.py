@@ -3,8 +3,9 @@ wrong type or not among a key's choices) in one line."""
 import re
 import sys
 
-from common.config import PROJECT_ROOT
+import common.config  # noqa: F401  (the schema and resolvers every composed config needs)
 from common.errors import EXIT_USER_ERROR, UserError
+from common.paths import PROJECT_ROOT
 
 
 def check_overrides(config_name: str, argv=None, checks=None):

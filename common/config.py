@@ -11,8 +11,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 import common.schema  # noqa: F401  (registers the types behind conf/ in Hydra's ConfigStore)
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from common.paths import PROJECT_ROOT  # noqa: F401  (also imported from here by the tests)
 
 
 def package_file(spec: str) -> str:

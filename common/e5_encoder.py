@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.config import PROJECT_ROOT
+from common.paths import PROJECT_ROOT
 from common.errors import UserError
 
 MAGIC = b"E5S1"

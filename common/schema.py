@@ -50,7 +50,7 @@ class Precision(StrEnum):
 
 
 class Runtime(StrEnum):
-    auto = "auto"  # predict.py: ONNX Runtime at the prompt on CPU in fp32, torch otherwise (engine/inference.py)
+    auto = "auto"  # predict.py: ONNX Runtime at the prompt on CPU in fp32, torch otherwise (inference/predictor.py)
     torch = "torch"
     onnx = "onnx"
 

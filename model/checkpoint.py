@@ -44,7 +44,7 @@ class ClassifierInfo:
 
 
 def with_decision(info: ClassifierInfo, decision) -> ClassifierInfo:
-    """`info` with an engine.objective.Decision's thresholds and temperature."""
+    """`info` with an inference.decision.Decision's thresholds and temperature."""
     thresholds = None if decision.thresholds is None else [round(float(t), 4) for t in decision.thresholds]
     return dataclasses.replace(info, thresholds=thresholds, temperature=float(decision.temperature))
 

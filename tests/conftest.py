@@ -20,7 +20,7 @@ from model.bert import BertConfig, BertEncoder, ours_to_hf
 
 SHARED_DATASETS = Path(os.environ.get("SHARED_DATASETS", PROJECT_ROOT.parent / "shared" / "datasets"))
 # predict.py runtime=onnx caches exported graphs; the tests' (and their subprocesses') go to a temporary
-# directory instead of the project's .cache/onnx. Set before engine.onnx_predictor is imported.
+# directory instead of the project's .cache/onnx. Set before inference.onnx_predictor is imported.
 os.environ.setdefault("ONNX_GRAPH_CACHE", tempfile.mkdtemp(prefix="onnx_graphs_"))
 
 # Words that decide the class, plus neutral filler: a 2-layer random BERT learns this in a few steps.
@@ -92,20 +92,20 @@ def make_examples(n: int, seed: int, class_words=CLASS_WORDS, filler=FILLER, fil
 @contextlib.contextmanager
 def sigterm_after_step(step: int):
     """The loop as a preemption meets it: SIGTERM to this process once optimizer step `step` is recorded."""
-    import engine.loop
+    import training.loop
 
-    record_step = engine.loop.record_step
+    record_step = training.loop.record_step
 
     def record_then_signal(run, progress, *args):
         record_step(run, progress, *args)
         if progress.step == step:
             os.kill(os.getpid(), signal.SIGTERM)  # what Ctrl-C, `kill` or a preemption deliver
 
-    engine.loop.record_step = record_then_signal
+    training.loop.record_step = record_then_signal
     try:
         yield
     finally:
-        engine.loop.record_step = record_step
+        training.loop.record_step = record_step
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -1,4 +1,4 @@
-"""Error analysis and baselines: engine/analysis.py, engine/baselines.py, and what train.py and
+"""Error analysis and baselines: evaluation/analysis.py, evaluation/baselines.py, and what train.py and
 evaluate.py write with them (tiny random BERT, generated data, a few steps)."""
 import contextlib
 import csv
@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from data.build import label_ids
 from data.dataset import ClassificationDataset
 from data.readers import read_examples
-from engine.analysis import highest_loss_examples, markdown_table
-from engine.baselines import logistic_regression, most_frequent_class, tfidf_logistic_regression
-from engine.evaluation import Evaluation
-from engine.inference import eval_loader, predict_logits, predict_outputs
-from engine.metrics import classification_metrics
+from evaluation.analysis import highest_loss_examples, markdown_table
+from evaluation.baselines import logistic_regression, most_frequent_class, tfidf_logistic_regression
+from evaluation.scoring import Evaluation
+from inference.batches import eval_loader, predict_logits, predict_outputs
+from evaluation.metrics import classification_metrics
 from model.checkpoint import load_checkpoint
 from tests.conftest import run_script
 
@@ -48,7 +48,7 @@ def evaluated(trained_run, tiny_data, tmp_path_factory):
 
 
 def reference_losses(checkpoint, path):
-    """Per-example cross-entropy computed here, independently of engine/analysis.py."""
+    """Per-example cross-entropy computed here, independently of evaluation/analysis.py."""
     loaded = load_checkpoint(checkpoint)
     examples = read_examples(path)
     dataset = ClassificationDataset(examples.texts, label_ids(examples, LABELS), loaded.transform)

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from engine.analysis import figure_pixels
-from engine.calibration import (TEMPERATURE_RANGE, expected_calibration_error, fit_temperature, reliability_bins,
+from evaluation.analysis import figure_pixels
+from evaluation.calibration import (TEMPERATURE_RANGE, expected_calibration_error, fit_temperature, reliability_bins,
                                 reliability_figure, softmax_with_temperature)
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy.stats import ttest_ind
 
-from engine.compare import compare, main, read_side, sentence
-from engine.metrics import classification_metrics
-from engine.predictions import Predictions, predictions_path, write_predictions
+from research.compare import compare, main, read_side, sentence
+from evaluation.metrics import classification_metrics
+from evaluation.predictions import Predictions, predictions_path, write_predictions
 from tests.conftest import run_script
 
 LABELS = ["negative", "neutral", "positive"]
@@ -36,7 +36,7 @@ B_PREDICTED = wrong_on([7, 19])
 
 
 def write_run(run_dir, predicted, seed=None, **kwargs):
-    """A run directory as train.py leaves it, for what engine.compare reads: predictions and the seed."""
+    """A run directory as train.py leaves it, for what research.compare reads: predictions and the seed."""
     run_dir.mkdir(parents=True)
     write_predictions(predictions_path(run_dir, "test"), predictions(predicted, **kwargs))
     if seed is not None:
@@ -101,7 +101,7 @@ def test_sentence_reads_as_in_a_paper():
 
 def test_cli_prints_the_table_and_writes_json(two_runs, tmp_path):
     a, b = two_runs
-    result = run_script("-m", "engine.compare", str(a), str(b / "predictions_test.npz"), "--resamples", "500",
+    result = run_script("-m", "research.compare", str(a), str(b / "predictions_test.npz"), "--resamples", "500",
                         "--out", str(tmp_path / "out.json"))
     assert result.returncode == 0, result.stderr
     assert "accuracy  0.6000  0.9000  +30.00" in result.stdout
@@ -119,7 +119,7 @@ def test_cli_prints_the_table_and_writes_json(two_runs, tmp_path):
 def test_runs_on_other_examples_are_refused_in_one_line(tmp_path, other, message):
     a = write_run(tmp_path / "a", A_PREDICTED)
     b = write_run(tmp_path / "b", (other.get("gold", GOLD) + 1) % 3, **other)
-    result = run_script("-m", "engine.compare", str(a), str(b))
+    result = run_script("-m", "research.compare", str(a), str(b))
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and message in result.stderr
 
@@ -129,7 +129,7 @@ def test_multi_label_predictions_are_refused(tmp_path):
     gold = np.eye(3, dtype=np.uint8)[GOLD]
     write_predictions(path, Predictions(np.arange(20), gold, gold, gold.astype(np.float32), gold.astype(np.float32),
                                         LABELS, multi_label=True, thresholds=np.full(3, 0.5)))
-    result = run_script("-m", "engine.compare", str(path), str(path))
+    result = run_script("-m", "research.compare", str(path), str(path))
     assert result.returncode == 2 and "multi-label" in result.stderr and result.stderr.count("\n") == 1
 
 

@@ -8,9 +8,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
-import engine.tracking  # noqa: F401  (registers ${monitor_direction:}; common.config the others)
+import training.tracking  # noqa: F401  (registers ${monitor_direction:}; common.config the others)
 from common.config import PROJECT_ROOT
-from engine.tracking import monitor_direction, run_hparams
+from training.tracking import monitor_direction, run_hparams
 
 CONF = PROJECT_ROOT / "conf"
 ENTRY_CONFIGS = sorted(p.stem for p in CONF.glob("*.yaml"))  # config (train.py), evaluate, predict, export

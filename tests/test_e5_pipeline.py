@@ -21,7 +21,8 @@ from common.config import PROJECT_ROOT
 from data.dataset import ClassificationDataset
 from data.report import describe, format_report
 from data.tokenizer import load_tokenizer
-from engine.inference import Predictor, eval_loader, predict_logits
+from inference.predictor import Predictor
+from inference.batches import eval_loader, predict_logits
 from model.checkpoint import load_checkpoint
 from tests.conftest import make_examples, run_script, sigterm_after_step, write_jsonl
 from tests.test_bad_input import one_line_error

@@ -10,7 +10,8 @@ import torch
 
 from data.dataset import ClassificationDataset
 from data.tokenizer import load_tokenizer
-from engine.inference import Predictor, eval_loader, predict_logits
+from inference.predictor import Predictor
+from inference.batches import eval_loader, predict_logits
 from model.bert import BertEncoder
 from model.checkpoint import ClassifierInfo, load_checkpoint, save_checkpoint
 from model.classifier import BERTClassifier

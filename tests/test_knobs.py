@@ -15,9 +15,9 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from common.config import PROJECT_ROOT
 from common.errors import UserError
-from engine.objective import build_objective
-from engine.optim import build_optimizer
-from engine.predictions import read_predictions
+from training.objective import build_objective
+from training.optim import build_optimizer
+from evaluation.predictions import read_predictions
 from model.bert import BertConfig, BertEncoder
 from model.checkpoint import load_checkpoint
 from model.classifier import BERTClassifier

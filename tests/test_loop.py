@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
 from common.config import PROJECT_ROOT
-from engine.resume import TrainingProgress
+from training.resume import TrainingProgress
 from tests.conftest import sigterm_after_step
 from train import train
 

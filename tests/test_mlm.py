@@ -1,10 +1,10 @@
-"""python -m engine.mlm: continued masked-LM pretraining on the training split, written as a model.path."""
+"""python -m training.mlm: continued masked-LM pretraining on the training split, written as a model.path."""
 import json
 
 import torch
 
 from data.tokenizer import load_tokenizer
-from engine.mlm import mask_tokens
+from training.mlm import mask_tokens
 from model.bert import BertEncoder
 from tests.conftest import run_script, write_jsonl
 
@@ -35,7 +35,7 @@ def test_mlm_lowers_the_held_out_loss_and_writes_an_encoder_train_py_reads(e5_vo
     files = {split: write_jsonl(tmp_path / f"{split}.jsonl", rows) for split in ("train", "validation", "test")}
     out = tmp_path / "adapted"
     data = ["data=files", *(f"data.{s}={p}" for s, p in files.items())]
-    result = run_script("-m", "engine.mlm", "model=bert", f"model.path={e5_vocab_bert}", *data, f"out={out}",
+    result = run_script("-m", "training.mlm", "model=bert", f"model.path={e5_vocab_bert}", *data, f"out={out}",
                         "epochs=3", "lr=3e-3", "batch_size=8", "threads=1")
     assert result.returncode == 0, result.stderr[-3000:]
     history = json.loads((out / "config.json").read_text())["source"]["continued_masked_lm"]["held_out_validation"]
@@ -47,5 +47,5 @@ def test_mlm_lowers_the_held_out_loss_and_writes_an_encoder_train_py_reads(e5_vo
     result = run_script("train.py", "model=bert", f"model.path={out}", "model.pooling=mean", *data,
                         "trainer.max_steps=2", "trainer.threads=1", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
-    result = run_script("-m", "engine.mlm", "model=bert", f"model.path={e5_vocab_bert}", *data, f"out={out}")
+    result = run_script("-m", "training.mlm", "model=bert", f"model.path={e5_vocab_bert}", *data, f"out={out}")
     assert result.returncode == 2 and "is not empty" in result.stderr and "Traceback" not in result.stderr

@@ -11,10 +11,11 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from sklearn.metrics import average_precision_score, f1_score
 
-from engine.metrics import multilabel_metrics
-from engine.objective import Decision, balanced_pos_weight, build_objective
-from engine.predictions import read_predictions
-from engine.thresholds import tune_thresholds
+from evaluation.metrics import multilabel_metrics
+from inference.decision import Decision
+from training.objective import balanced_pos_weight, build_objective
+from evaluation.predictions import read_predictions
+from evaluation.thresholds import tune_thresholds
 from tests.conftest import FILLER, onnx_logits, run_script, write_splits
 
 LABEL_WORDS = {"joy": ["happy", "great"], "anger": ["angry", "mad"], "fear": ["afraid", "scared"],

@@ -1,4 +1,4 @@
-"""engine/onnx_predictor.py: ONNX Runtime gives predict.py the probabilities and labels torch gives (single-label
+"""inference/onnx_predictor.py: ONNX Runtime gives predict.py the probabilities and labels torch gives (single-label
 with a temperature, multi-label with thresholds, pairs), its cached graph follows the checkpoint's content,
 and predict.py picks the runtime as documented."""
 import json
@@ -10,7 +10,7 @@ import torch
 
 from common.errors import UserError
 from data.tokenizer import load_tokenizer
-from engine.inference import Predictor, inference_runtime
+from inference.predictor import Predictor, inference_runtime
 from model.bert import BertEncoder
 from model.checkpoint import CLASSIFIER_CONFIG, ClassifierInfo, load_checkpoint, save_checkpoint
 from model.classifier import BERTClassifier
@@ -18,8 +18,8 @@ from tests.conftest import run_script
 
 pytest.importorskip("onnxruntime", reason="runtime=onnx needs onnxruntime")
 pytest.importorskip("onnxscript", reason="the ONNX export needs onnxscript")
-from engine import onnx_predictor  # noqa: E402
-from engine.onnx_predictor import OnnxPredictor, graph_key  # noqa: E402
+from inference import onnx_predictor  # noqa: E402
+from inference.onnx_predictor import OnnxPredictor, graph_key  # noqa: E402
 
 TOLERANCE = 1e-4
 # Padding in every batch, an unknown character, a text longer than max_len; 3 x 7 texts: three batches of 8.

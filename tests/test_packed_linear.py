@@ -10,7 +10,8 @@ from torch import nn
 
 from data.tokenizer import load_tokenizer
 from common.errors import UserError
-from engine.inference import Predictor, prepare_for_inference
+from inference.predictor import Predictor
+from inference.batches import prepare_for_inference
 from model.bert import BertEncoder
 from model.checkpoint import ClassifierInfo, load_checkpoint, save_checkpoint
 from model.classifier import BERTClassifier

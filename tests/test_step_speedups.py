@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from engine.optim import build_optimizer, clip_gradients
+from training.optim import build_optimizer, clip_gradients
 from model.bert import BertConfig, BertEncoder
 from model.classifier import BERTClassifier
 

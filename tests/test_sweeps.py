@@ -8,11 +8,11 @@ import pytest
 import yaml
 
 from common.config import PROJECT_ROOT
-from engine.tracking import run_hparams
+from training.tracking import run_hparams
 from tests.conftest import run_script
 
 
-# The HParams table's metric columns: the scalar tags engine/tracking.py log_hparams writes.
+# The HParams table's metric columns: the scalar tags training/tracking.py log_hparams writes.
 HPARAM_METRICS = ("best_val/accuracy", "best_val/macro_f1", "test/accuracy", "test/macro_f1")
 
 
@@ -95,7 +95,7 @@ def test_summary_cli_rewrites_the_same_table(sweep):
     sweep_dir, _ = sweep
     before = (sweep_dir / "summary.md").read_text()
     (sweep_dir / "summary.md").unlink()
-    result = run_script("-m", "engine.sweep_summary", str(sweep_dir))
+    result = run_script("-m", "research.sweep_summary", str(sweep_dir))
     assert result.returncode == 0, result.stderr
     assert result.stdout == before == (sweep_dir / "summary.md").read_text()
 
@@ -134,7 +134,7 @@ def test_failed_job_is_listed_not_dropped(tiny_model_dir, tiny_data, tmp_path):
     result = run_script(*tiny_job_args(tiny_model_dir, tiny_data, tmp_path, "model.pooling=mean",
                                        "model.dropout=0.1,1.0", "optim.lr=3e-3"))
     assert result.returncode != 0  # Hydra ends a sweep at its first failing job
-    summary = run_script("-m", "engine.sweep_summary", str(tmp_path))
+    summary = run_script("-m", "research.sweep_summary", str(tmp_path))
     assert summary.returncode == 0, summary.stderr
     rows = {row["job"]: row for row in read_csv(tmp_path / "summary.csv")}
     assert rows["0"]["status"] == "ok" and float(rows["0"]["val accuracy"]) > 0
@@ -144,7 +144,7 @@ def test_failed_job_is_listed_not_dropped(tiny_model_dir, tiny_data, tmp_path):
 
 
 def test_summary_cli_refuses_a_directory_without_jobs(tmp_path):
-    result = run_script("-m", "engine.sweep_summary", str(tmp_path))
+    result = run_script("-m", "research.sweep_summary", str(tmp_path))
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "no Hydra jobs" in result.stderr
 
 
@@ -200,7 +200,7 @@ def seeded_sweep(tmp_path_factory):
 
 
 def test_jobs_differing_only_in_seed_are_summarised_as_one_configuration(seeded_sweep, capsys):
-    from engine.sweep_summary import main
+    from research.sweep_summary import main
 
     main([str(seeded_sweep)])
     assert capsys.readouterr().out == (seeded_sweep / "summary.md").read_text()
@@ -229,7 +229,7 @@ def test_jobs_differing_only_in_seed_are_summarised_as_one_configuration(seeded_
 
 
 def test_hparams_tab_shows_one_row_per_configuration_with_its_seed_statistics(seeded_sweep):
-    from engine.sweep_summary import write_group_hparams
+    from research.sweep_summary import write_group_hparams
 
     logdir = write_group_hparams(seeded_sweep)
     assert list(logdir.glob("*/events.out.tfevents.*"))
@@ -249,7 +249,7 @@ def test_hparams_tab_shows_one_row_per_configuration_with_its_seed_statistics(se
 
 
 def test_a_sweep_without_seeds_has_no_configuration_table(tmp_path):
-    from engine.sweep_summary import write_group_hparams, write_summary
+    from research.sweep_summary import write_group_hparams, write_summary
 
     (tmp_path / "multirun.yaml").write_text("trainer:\n  monitor: loss\n")
     for job, lr in (("0", "1e-3"), ("1", "1e-2")):
@@ -273,11 +273,11 @@ def test_multirun_over_seeds_ends_with_the_configuration_table(tiny_model_dir, t
 
 
 def test_one_seed_has_a_mean_but_no_interval():
-    from engine.sweep_summary import Interval, mean_interval
+    from research.sweep_summary import Interval, mean_interval
 
     assert mean_interval([0.5]) == Interval(0.5, None, None, None)
 
 
 def test_summary_cli_imports_no_torch():
-    result = run_script("-c", "import sys, engine.sweep_summary; print('torch' in sys.modules)")
+    result = run_script("-c", "import sys, research.sweep_summary; print('torch' in sys.modules)")
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr

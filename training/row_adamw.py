@@ -38,7 +38,7 @@ class RowSparseAdamW(torch.optim.AdamW):
     def update_rows(self, p: torch.Tensor, grad: torch.Tensor, group: dict):
         grad = grad.coalesce()  # a row used twice in the batch: its two gradients summed
         rows, g = grad.indices()[0], grad.values()
-        scale = getattr(self, "grad_scale", None)  # clipping's divisor (engine/optim.py clip_gradients)
+        scale = getattr(self, "grad_scale", None)  # clipping's divisor (training/optim.py clip_gradients)
         if scale is not None:
             g = g / scale
         state = self.state[p]

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from engine.row_adamw import RowSparseAdamW
+from training.row_adamw import RowSparseAdamW
 
 
 def parameter_depth(name: str, num_layers: int) -> int:

@@ -1,4 +1,4 @@
-"""Error analysis of a classifier on a labelled split, from its logits (engine.evaluation.Evaluation):
+"""Error analysis of a classifier on a labelled split, from its logits (evaluation.scoring.Evaluation):
 confusion matrix image (multi-label: per label, predicted without gold and gold missed), per-class PR
 curves, the highest-loss examples (CSV and a Markdown table), the pooled sentence vectors for
 TensorBoard's embedding projector (the tutorials' UMAP plot), and reliability diagrams (single-label).
@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure  # not pyplot: no global figure state, no display backend needed
 
 from common.plot_labels import plottable
-from engine.calibration import reliability_figure
+from evaluation.calibration import reliability_figure
 
 CONFUSION_PNG, LABEL_ERRORS_PNG, HIGHEST_LOSS_CSV = "confusion_matrix.png", "label_errors.png", "highest_loss.csv"
 TABLE_TEXT_CHARS = 300  # longer texts are cut in the TensorBoard table (the CSV keeps them whole)

@@ -2,7 +2,7 @@
 
 Single-label: metrics of the argmax, the loss is the negative log-likelihood of the probabilities
 (softmax of logits / temperature: a calibrated checkpoint's loss is its calibrated NLL), and the
-expected calibration error. Multi-label: the metrics of engine/metrics.py multilabel_metrics at the
+expected calibration error. Multi-label: the metrics of evaluation/metrics.py multilabel_metrics at the
 decision's thresholds, and the binary cross-entropy. Neither loss carries the training loss's class
 weights or smoothing: validation loss stays the plain likelihood, comparable across runs.
 """
@@ -12,11 +12,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.calibration import expected_calibration_error
-from engine.inference import predict_outputs
-from engine.metrics import classification_metrics, multilabel_metrics
-from engine.objective import Decision
-from engine.thresholds import tune_thresholds
+from evaluation.calibration import expected_calibration_error
+from inference.batches import predict_outputs
+from evaluation.metrics import classification_metrics, multilabel_metrics
+from inference.decision import Decision
+from evaluation.thresholds import tune_thresholds
 
 
 @dataclass
@@ -57,7 +57,7 @@ def score_outputs(logits: np.ndarray, labels: np.ndarray, label_names: list[str]
 
 def evaluate_with_outputs(model, loader, device, autocast, label_names, with_vectors=False,
                           decision: Decision = Decision()) -> Evaluation:
-    """One pass over `loader`: the metrics plus the logits (and vectors) for analysis (engine/analysis.py)."""
+    """One pass over `loader`: the metrics plus the logits (and vectors) for analysis (evaluation/analysis.py)."""
     logits, vectors = predict_outputs(model, loader, device, autocast, with_vectors)
     return score_outputs(logits, loader.dataset.labels, label_names, decision, vectors)
 

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from common.errors import UserError
-from engine.runtime import pick_device
+from inference.runtime import pick_device
 
 
 @dataclass(frozen=True)

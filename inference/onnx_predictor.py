@@ -1,6 +1,6 @@
 """predict.py's ONNX Runtime path (runtime=onnx; auto at the prompt, fp32 on CPU): the checkpoint
 exported once with model/export.py, fused by onnxruntime's transformer optimizer, cached by content,
-and run with the same tokenization, batching and decision as engine.inference.Predictor.
+and run with the same tokenization, batching and decision as inference.predictor.Predictor.
 
 The graph lives in .cache/onnx/<key>/model.onnx, where the key hashes the checkpoint's weights and
 configs and the versions that shaped the graph: a retrained or recalibrated checkpoint, or another
@@ -20,10 +20,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from common.config import PROJECT_ROOT
+from common.paths import PROJECT_ROOT
 from data.dataset import ClassificationDataset
-from engine.inference import in_dataset_order, text_batches
-from engine.objective import decision_of
+from inference.batches import in_dataset_order, text_batches
+from inference.decision import decision_of
 from model.checkpoint import CLASSIFIER_CONFIG, ENCODER_CONFIG, WEIGHTS
 
 # ONNX_GRAPH_CACHE moves it (the tests point it at a temporary directory).
@@ -95,7 +95,7 @@ def graph_inputs(batch) -> dict:
 
 
 class OnnxPredictor:
-    """engine.inference.Predictor's interface (`probabilities`, `labels`, `decision`) over an ONNX Runtime
+    """inference.predictor.Predictor's interface (`probabilities`, `labels`, `decision`) over an ONNX Runtime
     session: our tokenizer and batches in, the checkpoint's own decision on the logits out."""
 
     def __init__(self, loaded, graph: Path, batch_size: int = 64, threshold: float | None = None,

@@ -107,7 +107,7 @@ class FinalScores:
     validation: dict
     uncalibrated: dict | None = None  # trainer.calibrate: {"validation": ..., "test": ...} before the temperature
     test_at_fixed_thresholds: dict | None = None  # multi-label: {threshold: test metrics at it for every label}
-    decision: object = None  # engine.objective.Decision of the checkpoint
+    decision: object = None  # inference.decision.Decision of the checkpoint
 
 
 SUMMARY_KEYS = ("loss", "accuracy", "macro_f1", "weighted_f1", "ece", "micro_f1", "samples_f1", "mean_ap",
@@ -120,7 +120,7 @@ def summary(metrics: dict) -> dict:
 
 def write_run_metrics(path, progress, final: FinalScores, label_names, batch_size: int):
     """metrics.json: the best validation epoch, its checkpoint's test metrics, the per-epoch history and
-    timings (progress: engine/resume.py TrainingProgress); the summary line on stdout."""
+    timings (progress: training/resume.py TrainingProgress); the summary line on stdout."""
     best, train_seconds, test = progress.best, progress.train_seconds, final.test
     metrics = {"best_validation": best, "test": summary(test), "test_per_class": test["per_class"],
                "best_checkpoint_validation": summary(final.validation),

@@ -9,9 +9,9 @@ from data.dataset import ClassificationDataset, LengthGroupedBatchSampler, Train
 from data.tokenizer import Tokenizer
 from data.transform import BERTSentenceTransform
 from data.vocab_trim import training_tokenizer
-from engine.analysis import display_texts
-from engine.inference import eval_loader
-from engine.optim import build_optimizer, cosine_with_warmup
+from evaluation.analysis import display_texts
+from inference.batches import eval_loader
+from training.optim import build_optimizer, cosine_with_warmup
 from model.bert import BertEncoder
 from model.classifier import BERTClassifier
 from model.dropout import use_fast_dropout

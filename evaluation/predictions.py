@@ -1,4 +1,4 @@
-"""Per-example predictions of a classifier on one split, kept so that runs can be compared (engine/compare.py)
+"""Per-example predictions of a classifier on one split, kept so that runs can be compared (research/compare.py)
 and recalibrated without running a model again.
 
 One compressed NumPy archive per split, `predictions_<split>.npz` beside metrics.json (evaluate.py:
@@ -85,7 +85,7 @@ def read_predictions(path) -> Predictions:
 
 
 def predictions_of(evaluation, label_names: list[str]) -> Predictions:
-    """From an engine.evaluation.Evaluation (dataset order = the split's order)."""
+    """From an evaluation.scoring.Evaluation (dataset order = the split's order)."""
     decision = evaluation.decision
     return Predictions(np.arange(len(evaluation.labels)), evaluation.labels, evaluation.predicted,
                        evaluation.probabilities, evaluation.logits, label_names, decision.multi_label,

@@ -20,9 +20,9 @@ from data.dataset import ClassificationDataset
 from data.readers import Examples
 from data.tokenizer import load_tokenizer
 from data.transform import BERTSentenceTransform
-from engine.analysis import display_texts
-from engine.inference import eval_loader, predict_outputs, prepare_for_inference
-from engine.metrics import classification_metrics
+from evaluation.analysis import display_texts
+from inference.batches import eval_loader, predict_outputs, prepare_for_inference
+from evaluation.metrics import classification_metrics
 from model.bert import BertEncoder
 from model.checkpoint import TRAIN_CONFIG
 from model.classifier import BERTClassifier

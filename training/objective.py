@@ -1,13 +1,11 @@
-"""What training minimises (the loss config group, conf/loss/) and how logits become decisions.
+"""What training minimises (the loss config group, conf/loss/).
 
 Single-label: softmax cross-entropy, optionally class-weighted (loss.class_weights) and label-smoothed
 (loss.label_smoothing). Multi-label: one sigmoid per label, binary cross-entropy, optionally with
 loss.pos_weight on each label's positives. Both are summed over examples and divided by the examples
 of the optimizer step (train_step), so micro-batching does not change them.
 
-`Decision` is the inference half: probabilities from logits (softmax of logits / temperature, or
-sigmoids) and the predicted labels (argmax, or every probability at or above its threshold). A
-checkpoint's classifier.json stores what it needs (model/checkpoint.py ClassifierInfo).
+How logits become decisions at inference is inference/decision.py.
 """
 from dataclasses import dataclass
 
@@ -100,40 +98,3 @@ def balanced_pos_weight(labels: np.ndarray) -> np.ndarray:
     no positive in training gets 1."""
     positives = labels.sum(0).astype(np.float64)
     return np.where(positives > 0, (len(labels) - positives) / np.maximum(positives, 1), 1.0)
-
-
-@dataclass
-class Decision:
-    """From logits to probabilities and predicted labels, as a checkpoint was configured to decide."""
-    multi_label: bool = False
-    thresholds: np.ndarray | None = None  # (C,) multi-label; None: 0.5 for every label
-    temperature: float = 1.0  # single-label softmax temperature (trainer.calibrate), 1: none
-
-    def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        z = torch.from_numpy(np.asarray(logits, np.float32))
-        if self.multi_label:
-            return torch.sigmoid(z).numpy()
-        return torch.softmax(z / self.temperature, -1).numpy()
-
-    def predict(self, probabilities: np.ndarray) -> np.ndarray:
-        """(N,) ids, or (N, C) 0/1 multi-label decisions."""
-        if self.multi_label:
-            thresholds = 0.5 if self.thresholds is None else self.thresholds
-            return (probabilities >= thresholds).astype(np.uint8)
-        return probabilities.argmax(-1)
-
-    def with_threshold(self, threshold: float | None) -> "Decision":
-        """A fixed threshold for every label instead of the stored ones (None: unchanged)."""
-        if threshold is None:
-            return self
-        if not self.multi_label:
-            raise UserError(f"threshold={threshold} is for multi-label checkpoints; this one is single-label "
-                            "(it predicts the most probable class)")
-        return Decision(True, np.full(len(self.thresholds) if self.thresholds is not None else 1, threshold,
-                                      np.float32), self.temperature)
-
-
-def decision_of(info) -> Decision:
-    """The Decision a checkpoint's ClassifierInfo describes."""
-    thresholds = None if info.thresholds is None else np.asarray(info.thresholds, np.float32)
-    return Decision(info.multi_label, thresholds, info.temperature)

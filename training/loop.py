@@ -25,15 +25,15 @@ from tqdm import tqdm
 
 from common.errors import UserError
 from data.tokenizer import Tokenizer
-from engine.analysis import log_analysis
-from engine.distributed import Distributed, NullWriter, any_rank, gather_to_main, mean_over_ranks, share_from_main
-from engine.evaluation import score_outputs, validation_decision
-from engine.inference import predict_outputs
-from engine.objective import Objective
-from engine.optim import clip_gradients
-from engine.resume import TrainingProgress, rng_state, save_resumable
-from engine.signals import StopRequest
-from engine.tracking import MONITORS
+from evaluation.analysis import log_analysis
+from training.distributed import Distributed, NullWriter, any_rank, gather_to_main, mean_over_ranks, share_from_main
+from evaluation.scoring import score_outputs, validation_decision
+from inference.batches import predict_outputs
+from training.objective import Objective
+from training.optim import clip_gradients
+from training.resume import TrainingProgress, rng_state, save_resumable
+from training.signals import StopRequest
+from training.tracking import MONITORS
 from model.checkpoint import ClassifierInfo, existing_checkpoint_dir, save_checkpoint, with_decision
 
 
@@ -47,9 +47,9 @@ class Checkpoints:
     config_yaml: str  # the resolved run config, stored beside the weights
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Training:
-    """Everything the loop works with. `cfg` is the trainer config group; `forward` is the model as
+    """Everything the loop works with, by name: what is trained, what it reads, where it writes. `cfg` is the trainer config group; `forward` is the model as
     called in training (DDP-wrapped and/or compiled), `model` the plain module that is saved."""
     cfg: object
     model: torch.nn.Module
@@ -240,7 +240,7 @@ def train_step(forward, micro_batches, optimizer, scheduler, trainable, max_grad
     """One optimizer step over this process's share of the global batch, given as micro-batches:
     forward under autocast, fp32 loss, backward per micro-batch, then clip, step, schedule.
 
-    Each micro-batch's loss is its summed loss (engine/objective.py) over the examples of the whole share, so the
+    Each micro-batch's loss is its summed loss (training/objective.py) over the examples of the whole share, so the
     accumulated gradient is the gradient of the share's mean loss, whatever the micro-batch sizes.
     Under DDP, `no_sync` defers the gradient all-reduce to the last micro-batch, whose backward
     averages over processes (equal shares: the mean over the global batch).

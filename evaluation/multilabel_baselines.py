@@ -16,17 +16,17 @@ from threadpoolctl import threadpool_limits
 
 from data.build import label_ids, read_split
 from data.readers import Examples
-from engine.analysis import display_texts
-from engine.baselines import checkpoint_train_config
-from engine.metrics import multilabel_metrics
-from engine.thresholds import tune_thresholds
+from evaluation.analysis import display_texts
+from evaluation.baselines import checkpoint_train_config
+from evaluation.metrics import multilabel_metrics
+from evaluation.thresholds import tune_thresholds
 
 FIXED_THRESHOLD = 0.3
 
 
 @dataclass
 class MultilabelBaselines:
-    """engine.baselines.Baselines' counterpart: what they are fitted and tuned on, read before the evaluation
+    """evaluation.baselines.Baselines' counterpart: what they are fitted and tuned on, read before the evaluation
     pass. No frozen-encoder row."""
     train: Examples
     train_labels: np.ndarray
@@ -66,7 +66,7 @@ def tfidf_one_vs_rest(train, train_labels, validation, validation_labels, evalua
     vectorizer = TfidfVectorizer(ngram_range=(1, 2))
     # Labels absent from training have nothing to learn from (OneVsRest would refuse a constant column).
     present = train_labels.sum(0) > 0
-    with threadpool_limits(1):  # one BLAS thread, as engine/baselines.py
+    with threadpool_limits(1):  # one BLAS thread, as evaluation/baselines.py
         classifier = OneVsRestClassifier(LogisticRegression(C=4, max_iter=3000)).fit(
             vectorizer.fit_transform(display_texts(train)), train_labels[:, present].astype(int))
 
