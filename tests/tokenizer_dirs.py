@@ -59,13 +59,22 @@ def byte_level_bpe(texts: list[str]):
     return tok
 
 
-def unigram_sentencepiece(texts: list[str]) -> bytes:
+def unigram_sentencepiece(texts: list[str], **extra) -> bytes:
     import sentencepiece as spm
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.Train(sentence_iterator=iter(texts), model_writer=model, vocab_size=1000,
-                                   model_type="unigram", character_coverage=0.9995, num_threads=1, minloglevel=2)
+                                   model_type="unigram", character_coverage=0.9995, num_threads=1, minloglevel=2,
+                                   **extra)
     return model.getvalue()
+
+
+def kobert_style_directory(texts: list[str], directory: Path) -> Path:
+    """skt/kobert-base-v1's layout: spiece.model whose own ids are the embedding rows, [CLS]/[SEP] pieces."""
+    (directory / "spiece.model").write_bytes(unigram_sentencepiece(
+        texts, unk_id=0, unk_piece="[UNK]", pad_id=1, pad_piece="[PAD]", bos_id=2, bos_piece="[CLS]",
+        eos_id=3, eos_piece="[SEP]", control_symbols=["[MASK]"], hard_vocab_limit=False))
+    return directory
 
 
 def write_json(path: Path, value: dict):
