@@ -100,13 +100,21 @@ def check_max_len(data, model_path):
             f"exceeds the {positions} positions of the encoder ({Path(model_path) / 'config.json'})")
 
 
+# RoBERTa-family tables start text at row pad_token_id + 1 (model/roberta.py): 514 rows, 512 positions.
+POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert")
+
+
 def encoder_positions(model_path) -> int:
     config = Path(model_path) / "config.json"
     if not config.is_file():
         raise UserError(f"model.path={model_path}: no encoder there ({config.name} not found)")
     try:
-        return int(json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings", 512))
-    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        values = json.loads(config.read_text(encoding="utf-8"))
+        positions = int(values.get("max_position_embeddings", 512))
+        if values.get("model_type") in POSITIONS_AFTER_PADDING:
+            positions -= int(values.get("pad_token_id", 1)) + 1
+        return positions
+    except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as e:
         raise UserError(f"{config}: not a valid encoder config ({e})") from None
 
 
