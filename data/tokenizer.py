@@ -268,7 +268,8 @@ def xlmr_sentencepiece_tokenizer(directory: Path, model_file: Path) -> Tokenizer
     return TokenizerJson(directory, tok.to_str())
 
 
-def named_token(config: dict, role: str, default: str) -> str:
+def named_token(config: dict, role: str, default: str | None) -> str | None:
+    """The token a config names for a role ("<role>_token": a string or an {"content": ...} object)."""
     value = config.get(f"{role}_token")
     value = value.get("content") if isinstance(value, dict) else value
     return value if isinstance(value, str) else default
