@@ -11,6 +11,8 @@ from omegaconf import OmegaConf
 from common.errors import UserError
 from data.build import read_splits
 from evaluation.predictions import predictions_path, read_predictions
+from research.compare import main as compare_main
+from research.ensemble import main as ensemble_main
 from research.folds import EXAMPLES_FILE, OUT_DIR, PREDICTIONS_FILE, main as folds_main, write_out_of_fold
 from tests.conftest import run_script
 from tests.test_sweeps import job_metrics, read_csv, tiny_job_args
@@ -89,3 +91,16 @@ def test_a_sweep_without_folds_is_refused(tmp_path):
     (tmp_path / "multirun.yaml").write_text("trainer:\n  monitor: accuracy\n")
     with pytest.raises(UserError, match="data.fold is not swept"):
         write_out_of_fold(tmp_path)
+
+
+def test_the_fold_models_ensemble_on_the_test_split_and_compare_with_one_fold_model(fold_sweep, tmp_path, capsys):
+    sweep_dir, _ = fold_sweep
+    out = tmp_path / "folds_test.npz"
+    ensemble_main([str(sweep_dir / "[0-4]"), "--out", str(out)])
+    members = [read_predictions(sweep_dir / job) for job in map(str, range(FOLDS))]
+    ensemble = read_predictions(out)
+    assert len(ensemble) == 60  # the held-out test split, the same for every fold model
+    np.testing.assert_allclose(ensemble.probabilities, np.mean([m.probabilities for m in members], 0), atol=1e-6)
+    compare_main([str(sweep_dir / "0"), str(out), "--resamples", "200"])
+    printed = capsys.readouterr().out
+    assert "test split, 60 examples; paired bootstrap" in printed and "McNemar" in printed
