@@ -9,6 +9,7 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
+from sklearn.naive_bayes import GaussianNB
 
 from evaluation.predictions import Predictions, write_predictions
 from research.audit import ISSUES_CSV, JOINT_PNG, NOISE_JSON, main as audit_main
@@ -20,13 +21,13 @@ CLASSES = ["ant", "bee", "cat", "dog"]
 
 def planted(seed: int, n=1200, flip_rate=0.1):
     """Four Gaussian classes, 10% of the labels moved to another class at random, and the out-of-fold
-    (5-fold) probabilities of a logistic regression trained on the noisy labels."""
+    (5-fold) probabilities of a Gaussian naive Bayes classifier trained on the noisy labels."""
     features, true = make_blobs(n_samples=n, centers=len(CLASSES), cluster_std=2.0, n_features=5, random_state=seed)
     rng = np.random.default_rng(seed)
     flipped = rng.random(n) < flip_rate
     given = true.copy()
     given[flipped] = (true[flipped] + rng.integers(1, len(CLASSES), flipped.sum())) % len(CLASSES)
-    probabilities = cross_val_predict(LogisticRegression(max_iter=1000), features, given, cv=5, method="predict_proba")
+    probabilities = cross_val_predict(GaussianNB(), features, given, cv=5, method="predict_proba")
     return true, given, flipped, probabilities
 
 
@@ -35,11 +36,12 @@ def test_planted_flips_are_found_with_high_precision_and_recall(seed):
     true, given, flipped, probabilities = planted(seed)
     audit = audit_labels(probabilities, given)
     found = audit.issues & flipped
-    assert found.sum() / audit.issues.sum() >= 0.84  # precision (seed 2's classes overlap more: 0.84)
-    assert found.sum() / flipped.sum() >= 0.88  # recall
+    # seed 0: precision 0.98, recall 0.96; seed 2's classes overlap more: 0.82, 0.87
+    assert found.sum() / audit.issues.sum() >= 0.8  # precision
+    assert found.sum() / flipped.sum() >= 0.85  # recall
     assert np.mean(audit.suggested[found] == true[found]) >= 0.95  # the suggestion is the true label
     planted_rates = [np.mean(flipped[given == j]) for j in range(len(CLASSES))]
-    np.testing.assert_allclose(audit.noise_rates(), planted_rates, atol=0.04)
+    np.testing.assert_allclose(audit.noise_rates(), planted_rates, atol=0.05)
     ranked = audit.ranked_issues()
     assert set(ranked) == set(np.flatnonzero(audit.issues))
     assert np.all(np.diff(audit.self_confidence[ranked]) >= 0)
@@ -47,7 +49,7 @@ def test_planted_flips_are_found_with_high_precision_and_recall(seed):
 
 def test_clean_labels_give_few_flags():
     features, true = make_blobs(n_samples=800, centers=3, cluster_std=1.0, n_features=4, random_state=5)
-    probabilities = cross_val_predict(LogisticRegression(max_iter=1000), features, true, cv=5, method="predict_proba")
+    probabilities = cross_val_predict(GaussianNB(), features, true, cv=5, method="predict_proba")
     assert audit_labels(probabilities, true).issues.sum() <= 4
 
 
