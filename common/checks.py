@@ -73,6 +73,7 @@ def check_data(data, train_required: bool = True):
     if train_required and not resolved(data, "train"):
         raise UserError("data.train is not set (path of the training file)")
     require(data.split_seed >= 0, "data.split_seed", data.split_seed, "must be at least 0")
+    check_folds(data)
     require(data.format != "txt" or data.delimiter != "", "data.delimiter", "''", "must be set for data.format=txt")
     if data.labels is not None:
         repeated = sorted({name for name in data.labels if list(data.labels).count(name) > 1})
@@ -87,6 +88,17 @@ def check_data(data, train_required: bool = True):
                     f"must be above 0: the {name} split is carved out of data.train")
         total = sum(fractions.values())
         require(math.isclose(total, 1, abs_tol=1e-6), "data.split", dict(fractions), f"sums to {total:g}, not 1")
+
+
+def check_folds(data):
+    folds, fold = data.get("folds"), data.get("fold")  # .get: data configs stored before folds existed
+    if folds is None:
+        require(fold is None, "data.fold", fold, "needs data.folds (the number of folds), e.g. data.folds=5")
+        return
+    require(folds >= 2, "data.folds", folds, "must be at least 2")
+    require(fold is not None, "data.fold", fold,
+            f"must be set with data.folds={folds}: which fold validates (0..{folds - 1})")
+    require(0 <= fold < folds, "data.fold", fold, f"must be in [0, {folds}) with data.folds={folds}")
 
 
 def check_max_len(data, model_path):

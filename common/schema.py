@@ -136,6 +136,8 @@ class DataConfig:
     dedup: bool = False
     split: SplitFractions = field(default_factory=SplitFractions)
     split_seed: int = 1234
+    folds: Optional[int] = None
+    fold: Optional[int] = None
     max_len: int = 64
     text_prefix: str = ""
     multi_label: Optional[bool] = None
