@@ -39,7 +39,7 @@ from training.resume import (TrainingProgress, check_trimmed_vocabulary, read_tr
 from inference.runtime import autocast, configure_cpu, seed_everything
 from training.tracking import MULTI_LABEL_ONLY, FinalScores, log_hparams, write_run_metrics
 from model.checkpoint import ClassifierInfo, load_checkpoint, load_weights, save_checkpoint, with_decision
-from model.families import family_of_directory
+from model.families import describe_model, family_of_directory
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -84,6 +84,7 @@ def train(cfg: DictConfig, output_dir) -> float:
     optimizer, scheduler, warmup_steps = build_optimization(cfg, model, total_steps, ddp.world_size)
     parallel_model, no_sync = wrap_model(ddp, model, device)  # DDP averages gradients over processes
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(describe_model(model))
     print(f"{trainable / 1e6:.1f}M trainable parameters, {total_steps} steps ({len(data.train_loader)}/epoch) of "
           f"{tcfg.batch_size} examples = {ddp.world_size} process(es) x {tcfg.grad_accum_steps} micro-batch(es), "
           f"warmup {warmup_steps}, {tcfg.precision} on {device}")
