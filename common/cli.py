@@ -112,7 +112,7 @@ def refused_value(key: str, value, reason: str) -> str:
     if "is not a valid bool" in reason:
         return f"{key}={value!r}: expected true or false"
     if "to string" in reason:  # a list or mapping given for a string
-        return f"{key}={value!r}: expected a string"
+        return f"{key}={value!r}: expected a string (for brackets or braces as text, quote them: {key}=\"'...'\")"
     if "is not a ListConfig" in reason:
         return f"{key}={value!r}: expected a list, e.g. [a,b]"
     return f"{key}: {reason}"

@@ -5,8 +5,10 @@ value it can lex may come back as another thing (`text=1e3` -> 1000.0 -> "1000.0
 "True", `text=${x}` -> an interpolation). For keys whose value is a string (a text, a path, a column or
 label name: a `str` in common/schema.py), the value is quoted for Hydra whenever Hydra would not hand
 it back unchanged, so the program gets exactly the characters the shell gave. Everything else is
-Hydra's to read as before: numbers, booleans, lists, `null`, group choices (`data=files`), `+key=` /
-`~key`, sweeps under `-m` and interpolations written into a path on purpose.
+Hydra's to read as before: numbers, booleans, `null`, group choices (`data=files`), `+key=` / `~key`,
+sweeps under `-m` and interpolations written into a path on purpose. A whole value in brackets or
+braces that Hydra reads as a list or dict stays one (a string key then refuses it in one line that
+says how to quote it): `[a,b]` could be either.
 """
 import dataclasses
 import re
@@ -36,11 +38,17 @@ def literal_override(config_name: str, arg: str, multirun: bool) -> str:
         lexed = parsed(value) is not NOT_LEXED or not (value.startswith("[") and value.endswith("]"))
         return arg if lexed else f"{key}={quoted_list(value[1:-1])}"
     hydra_value = parsed(value)
+    if kind == "other" and hydra_value is NOT_LEXED and value.startswith("{"):
+        raise UserError(f"{name}={value}: Hydra's override syntax takes only ASCII names as dictionary keys; "
+                        f"write it in a config file, e.g. conf/experiment/NAME.yaml holding '# @package _global_' "
+                        f"and {name}: {value}, then pass experiment=NAME")
     if kind == "other" or (kind == "unknown" and hydra_value is not NOT_LEXED):
         return arg
     free_text = name in FREE_TEXT_KEYS
     if value == "null" or (hydra_value == value and not (free_text and "${" in value)):
         return arg
+    if isinstance(hydra_value, (list, dict)):  # [a,b] / {a: 1}: Hydra's list or dict, refused for a string
+        return arg  # key with a one-line hint on how to quote it as text (common/cli.py)
     if multirun and is_sweep(hydra_value):  # a sweep Hydra can read: -m data.train=a.csv,b.csv
         return arg
     if multirun and "," in value:

@@ -21,7 +21,7 @@ from data.tokenizer import load_tokenizer
 from tests.conftest import run_script
 
 TEXTS = ["정말 행복한 하루였어요", "I can't, really", 'she said "hi", then left', "a=b, c=d", "1e3", "true",
-         "cost is ${x}", "[1, 2]", "{a: 1}", "기쁨 😀 (joy)", r"C:\data\x\\", r"\${x}", "  spaced  ", "null!", "~x"]
+         "cost is ${x}", "[1, 2] and {a: 1}", "기쁨 😀 (joy)", r"C:\data\x\\", r"\${x}", "  spaced  ", "null!", "~x"]
 
 
 def composed_value(config_name: str, override: str, key: str, multirun=False):
@@ -43,7 +43,20 @@ def test_any_text_survives_hydra_and_omegaconf(text):
     from omegaconf import OmegaConf
 
     override = literal_overrides("predict", [f"text={text}"], multirun=False)[0]
-    assert OmegaConf.create({"text": parsed(override.partition("=")[2])}).text == text
+    value = parsed(override.partition("=")[2])
+    if isinstance(value, (list, dict)):  # a whole value in brackets: Hydra's list (refused for a text, below)
+        assert override == f"text={text}"
+    else:
+        assert OmegaConf.create({"text": value}).text == text
+
+
+def test_a_text_in_brackets_is_refused_in_one_line_that_says_how_to_quote_it(capsys):
+    with pytest.raises(SystemExit) as refused:
+        check_overrides("predict", ["checkpoint=x", "text=[1, 2]"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err == ("error: text=[1, 2]: expected a string (for brackets or braces as text, "
+                                       "quote them: text=\"'...'\")\n")
+    assert composed_value("predict", "text='[1, 2]'", "text") == "[1, 2]"
 
 
 @pytest.mark.parametrize("config_name, override, key, expected", [
@@ -113,6 +126,13 @@ def test_sweeps_still_sweep_and_a_korean_sweep_is_written_as_the_error_says():
     one = message.split("write data.text_column=")[1].split(" for one value")[0].strip('"')
     assert composed("config", literal_overrides("config", [f"data.text_column={one}"], True)).data.text_column \
         == "문장,sentence"
+
+
+def test_korean_dictionary_keys_are_refused_in_one_line_saying_where_they_can_go():
+    with pytest.raises(UserError, match=r"^loss.class_weights=\{기쁨:2\}: Hydra's override syntax takes only ASCII "
+                                        r"names as dictionary keys; write it in a config file, e.g. conf/experiment/"):
+        literal_overrides("config", ["loss.class_weights={기쁨:2}"], multirun=False)
+    assert literal_overrides("config", ["loss.class_weights={joy:2}"], False) == ["loss.class_weights={joy:2}"]
 
 
 def test_the_shell_argv_is_rewritten_for_hydra(monkeypatch, tiny_model_dir):
