@@ -58,6 +58,15 @@ def literal_override(config_name: str, arg: str, multirun: bool) -> str:
     return f"{key}={hydra_quoted(omegaconf_literal(value) if free_text else value)}"
 
 
+def override_meaning(config_name: str, override: str) -> tuple[str, str]:
+    """(key, what Hydra reads the value as): the same for an override as typed (`data.text_column=문장`,
+    `optim.lr=5e-5`) and as Hydra records it in a job's overrides.yaml (`data.text_column='문장'`,
+    `optim.lr=5e-05`)."""
+    key, _, value = literal_override(config_name, override, multirun=False).partition("=")
+    meaning = parsed(value)
+    return key, repr(value if meaning is NOT_LEXED else meaning)
+
+
 def user_quoted(value: str) -> bool:
     """`text='...'` or `text="..."`: Hydra's own quoting, which the README's older commands use."""
     return len(value) >= 2 and value[0] in QUOTES and value[-1] == value[0] and isinstance(parsed(value), str)

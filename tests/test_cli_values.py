@@ -157,3 +157,27 @@ def test_predict_from_the_shell_with_korean_path_and_text(korean_checkpoint):
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert record["text"] == text and set(record["probs"]) == {"기쁨", "불평/불만", "joy"}
+
+
+def test_research_compare_takes_korean_paths_and_picks_sweep_groups_by_korean_overrides(tmp_path, capsys):
+    """argparse hands research.compare its arguments untouched; a sweep group is found whether its
+    override is typed as the shell passes it or as Hydra recorded it (quoted, 5e-05)."""
+    from research.compare import main
+    from tests.test_compare import write_run, wrong_on
+
+    sweep = tmp_path / "한국어 스윕"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("trainer:\n  monitor: accuracy\n")
+    for job, (column, seed, wrong) in enumerate([("문장", 1, 8), ("문장", 2, 6), ("sentence", 1, 2), ("sentence", 2, 3)]):
+        job_dir = write_run(sweep / str(job), wrong_on(range(wrong)), seed=seed)
+        recorded = literal_overrides("config", [f"data.text_column={column}"], False)[0]
+        (job_dir / ".hydra" / "overrides.yaml").write_text(f"- {json.dumps(recorded, ensure_ascii=False)}\n"
+                                                           f"- optim.lr=5e-05\n- seed={seed}\n")
+        accuracy = 1 - wrong / 20
+        (job_dir / "metrics.json").write_text(json.dumps({"best_validation": {"accuracy": accuracy, "macro_f1": 0},
+                                                          "test": {"accuracy": accuracy, "macro_f1": 0}}))
+    main(["--sweep", str(sweep), "data.text_column=문장 optim.lr=5e-5", "data.text_column=sentence",
+          "--resamples", "200"])
+    assert "accuracy  0.6500 ± 0.0707  0.8750 ± 0.0354  +22.50" in capsys.readouterr().out
+    main([str(sweep / "0"), str(sweep / "2"), "--resamples", "200"])
+    assert f"A  {sweep / '0' / 'predictions_test.npz'}" in capsys.readouterr().out
