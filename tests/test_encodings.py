@@ -88,3 +88,20 @@ def test_the_encoding_is_a_config_key_read_by_the_data_builder_and_stored(tmp_pa
     assert list(read_file(cfg.data, path).texts) == [t for t, _ in ROWS]
     assert composed_value("config", "data.encoding=utf-8", "data.encoding") == "utf-8"
     assert codecs.lookup(composed("config", []).data.encoding).name == "utf-8"  # the default
+
+
+def test_a_cp949_csv_with_korean_path_and_columns_from_the_command_line(tmp_path, tiny_model_dir):
+    """One real entry script (data.report reads the data as train.py does): Korean folder and file name,
+    Korean column names and data.encoding=cp949, typed without any Hydra quoting."""
+    from tests.conftest import run_script
+
+    folder = tmp_path / "한국어 데이터"
+    folder.mkdir()
+    rows = "".join(f'"{text} {i}",{label}\r\n' for i in range(20) for text, label in ROWS)
+    (folder / "감정 분류.csv").write_bytes(f"문장,감정\r\n{rows}".encode("cp949"))
+    result = run_script("-m", "data.report", "data=files", f"data.train={folder / '감정 분류.csv'}",
+                        "data.text_column=문장", "data.label_column=감정", "data.encoding=cp949",
+                        f"model.path={tiny_model_dir}", f"out={tmp_path / '보고서'}", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "train: examples 48" in result.stdout and "texts_repaired 0" in result.stdout
+    assert "행복" in result.stdout and (tmp_path / "보고서" / "class_frequency.png").is_file()
