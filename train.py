@@ -39,6 +39,7 @@ from training.resume import (TrainingProgress, check_trimmed_vocabulary, read_tr
 from inference.runtime import autocast, configure_cpu, seed_everything
 from training.tracking import MULTI_LABEL_ONLY, FinalScores, log_hparams, write_run_metrics
 from model.checkpoint import ClassifierInfo, load_checkpoint, load_weights, save_checkpoint, with_decision
+from model.families import family_of_directory
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -50,8 +51,10 @@ def main(cfg: DictConfig) -> float:
 
 
 def check_config(cfg: DictConfig):
-    """Every value, before anything slow (common/checks.py); the batch split over this launch's processes."""
+    """Every value, before anything slow (common/checks.py); the batch split over this launch's processes;
+    an encoder family we load (model/families.py)."""
     check_train(cfg, launch_env().world_size)
+    family_of_directory(cfg.model.path)
 
 
 def train(cfg: DictConfig, output_dir) -> float:
@@ -73,8 +76,8 @@ def train(cfg: DictConfig, output_dir) -> float:
     print(describe_objective(objective, data.label_names, loss_weights, tcfg))
 
     # ---- model, optimizer, schedule
-    model = build_model(cfg, len(data.label_names), device, data.kept_rows)
-    if data.multi_label:
+    model = build_model(cfg, len(data.label_names), device, data.kept_rows, data.label_names)
+    if data.multi_label and not getattr(model, "pretrained_head", False):
         model.start_at_label_frequencies(data.datasets["train"].labels.mean(0))
     seed_everything(cfg.seed + ddp.rank)  # same initial weights everywhere, different dropout masks per rank
     total_steps = planned_steps(tcfg, len(data.train_loader))
@@ -99,8 +102,8 @@ def train(cfg: DictConfig, output_dir) -> float:
     # from: curves continue, no duplicates.
     writer = (SummaryWriter(str(run_dir / "tensorboard"), purge_step=progress.step + 1 if resume_dir else None)
               if ddp.is_main else NullWriter())
-    info = ClassifierInfo(data.label_names, cfg.model.pooling, cfg.data.max_len, data.pair, cfg.model.dropout,
-                          cfg.data.text_prefix, data.multi_label, loss_weights=loss_weights)
+    info = ClassifierInfo(data.label_names, model.pooling, cfg.data.max_len, data.pair, cfg.model.dropout,
+                          cfg.data.text_prefix, data.multi_label, loss_weights=loss_weights, head=cfg.model.head)
     checkpoints = Checkpoints(best_dir, last_dir, info, data.tokenizer, OmegaConf.to_yaml(cfg, resolve=True))
     run = Training(
         cfg=tcfg, model=model, forward=torch.compile(parallel_model) if tcfg.compile else parallel_model,

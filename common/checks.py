@@ -74,6 +74,7 @@ def check_data(data, train_required: bool = True):
         raise UserError("data.train is not set (path of the training file)")
     require(data.split_seed >= 0, "data.split_seed", data.split_seed, "must be at least 0")
     check_encoding(data.encoding)
+    check_folds(data)
     require(data.format != "txt" or data.delimiter != "", "data.delimiter", "''", "must be set for data.format=txt")
     if data.labels is not None:
         repeated = sorted({name for name in data.labels if list(data.labels).count(name) > 1})
@@ -100,6 +101,17 @@ def check_encoding(encoding: str):
                         "(e.g. utf-8, cp949, euc-kr, utf-16)") from None
 
 
+def check_folds(data):
+    folds, fold = data.get("folds"), data.get("fold")  # .get: data configs stored before folds existed
+    if folds is None:
+        require(fold is None, "data.fold", fold, "needs data.folds (the number of folds), e.g. data.folds=5")
+        return
+    require(folds >= 2, "data.folds", folds, "must be at least 2")
+    require(fold is not None, "data.fold", fold,
+            f"must be set with data.folds={folds}: which fold validates (0..{folds - 1})")
+    require(0 <= fold < folds, "data.fold", fold, f"must be in [0, {folds}) with data.folds={folds}")
+
+
 def check_max_len(data, model_path):
     """max_len leaves room for text between [CLS] and [SEP] (and the pair's second [SEP]) and fits the
     encoder's position table (its config.json): a longer sequence would index past it mid-training."""
@@ -111,13 +123,21 @@ def check_max_len(data, model_path):
             f"exceeds the {positions} positions of the encoder ({Path(model_path) / 'config.json'})")
 
 
+# RoBERTa-family tables start text at row pad_token_id + 1 (model/roberta.py): 514 rows, 512 positions.
+POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert")
+
+
 def encoder_positions(model_path) -> int:
     config = Path(model_path) / "config.json"
     if not config.is_file():
         raise UserError(f"model.path={model_path}: no encoder there ({config.name} not found)")
     try:
-        return int(json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings", 512))
-    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        values = json.loads(config.read_text(encoding="utf-8"))
+        positions = int(values.get("max_position_embeddings", 512))
+        if values.get("model_type") in POSITIONS_AFTER_PADDING:
+            positions -= int(values.get("pad_token_id", 1)) + 1
+        return positions
+    except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as e:
         raise UserError(f"{config}: not a valid encoder config ({e})") from None
 
 

@@ -25,6 +25,11 @@ class Pooling(StrEnum):
     mean = "mean"
 
 
+class Head(StrEnum):
+    linear = "linear"  # model.pooling, dropout, one Linear: for fresh fine-tuning
+    family = "family"  # the encoder family's own *ForSequenceClassification head (model/classifier.py)
+
+
 class FileFormat(StrEnum):
     auto = "auto"
     jsonl = "jsonl"
@@ -99,6 +104,7 @@ class ModelConfig:
     name: str = MISSING
     path: str = MISSING
     pooling: Pooling = Pooling.pooler
+    head: Head = Head.linear
     dropout: float = 0.1
     freeze_embeddings: bool = False
     fast_dropout: bool = True
@@ -131,6 +137,8 @@ class DataConfig:
     dedup: bool = False
     split: SplitFractions = field(default_factory=SplitFractions)
     split_seed: int = 1234
+    folds: Optional[int] = None
+    fold: Optional[int] = None
     max_len: int = 64
     text_prefix: str = ""
     multi_label: Optional[bool] = None

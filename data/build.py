@@ -9,6 +9,7 @@ from itertools import chain, combinations
 import numpy as np
 
 from data.dataset import ClassificationDataset
+from data.folds import select_fold
 from data.readers import Examples, count_repaired, read_examples, stratified_split
 from common.errors import UserError
 
@@ -70,7 +71,8 @@ def drop_duplicates(examples: Examples) -> Examples:
 
 def read_splits(data_cfg) -> dict[str, Examples]:
     """Reads the configured files; splits missing from the config are carved out of `train`
-    (stratified, seeded by data.split_seed) so every run of a config sees the same split."""
+    (stratified, seeded by data.split_seed) so every run of a config sees the same split. With
+    data.folds, train and validation together are the pool that data/folds.py deals into folds."""
     if not data_cfg.train:
         raise UserError("data.train is not set (path of the training file)")
     given = agree_on_multi_label({name: read_file(data_cfg, data_cfg[name]) for name in SPLITS if data_cfg.get(name)})
@@ -82,6 +84,9 @@ def read_splits(data_cfg) -> dict[str, Examples]:
         given.update(stratified_split(whole_file, {k: v / total for k, v in fractions.items()},
                                       data_cfg.split_seed))
         given["train"].stats = whole_file.stats
+    if data_cfg.get("folds"):  # .get: configs saved before cross-validation existed
+        given["train"], given["validation"] = select_fold(given["train"], given["validation"], data_cfg.folds,
+                                                          data_cfg.fold, data_cfg.split_seed)
     return {name: given[name] for name in SPLITS}
 
 
@@ -91,7 +96,8 @@ def read_split(data_cfg, split: str) -> Examples:
         raise UserError(f"split={split!r} is not one of {', '.join(SPLITS)}")
     # data.train names the whole file that validation/test are carved from when they have no file of their own
     carved_from_train = split == "train" and not all(data_cfg.get(name) for name in SPLITS)
-    if data_cfg.get(split) and not carved_from_train:
+    folded = split != "test" and data_cfg.get("folds")  # train and validation are dealt from their pool
+    if data_cfg.get(split) and not carved_from_train and not folded:
         return read_file(data_cfg, data_cfg[split])
     return read_splits(data_cfg)[split]
 

@@ -1,11 +1,19 @@
-"""One tokenizer interface over any tokenizer.json (WordPiece, Unigram, BPE: `tokenizers`), a bare
-vocab.txt (WordPiece) and SentencePiece models (`sentencepiece`, KoBERT-style).
+"""One tokenizer interface over any tokenizer.json (WordPiece, Unigram, byte-level BPE: `tokenizers`), a
+bare vocab.txt (WordPiece: BERT, DistilBERT, ELECTRA, KLUE-RoBERTa), SentencePiece models (`sentencepiece`,
+KoBERT-style) and XLM-R's sentencepiece.bpe.model numbered as fairseq numbers it.
 
 All return ids *without* special tokens; `BERTSentenceTransform` adds [CLS]/[SEP] (or <s>/</s>) and
 truncates, so truncation and pair handling live in one place whatever the tokenizer.
+
+Every text is put in Unicode NFC before any tokenizer sees it (`Tokenizer.encode_batch`): the same
+Korean sentence typed on Windows (precomposed syllables) and on macOS (often decomposed jamo) is the
+same text, but byte-level BPE and cased WordPiece do not normalise and would give different ids. NFC is
+canonically equivalent to the input, and tokenizers that normalise themselves (NFD for uncased
+WordPiece, NFKC for SentencePiece) give the same ids for NFC(x) as for x.
 """
 import json
 import shutil
+import unicodedata
 from pathlib import Path
 
 from common.errors import UserError
@@ -17,12 +25,24 @@ SPECIAL_TOKEN_NAMES = {  # BERT spelling first, then SentencePiece/XLNet spellin
     "unk": ["[UNK]", "<unk>"],
 }
 TOKENIZER_CONFIG_FILES = ["tokenizer_config.json", "special_tokens_map.json"]
+# How many separators a tokenizer class puts between the texts of a pair: [CLS] a [SEP] b [SEP] or
+# <s> a </s></s> b </s> (transformers' class names, "Fast" stripped).
+PAIR_SEPARATORS_OF_CLASS = {"BertTokenizer": 1, "DistilBertTokenizer": 1, "ElectraTokenizer": 1,
+                            "RobertaTokenizer": 2, "XLMRobertaTokenizer": 2, "CamembertTokenizer": 2}
+# The tokenizer class transformers' AutoTokenizer picks from config.json's model_type when
+# tokenizer_config.json names none.
+TOKENIZER_CLASS_OF_MODEL_TYPE = {"bert": "BertTokenizer", "distilbert": "DistilBertTokenizer",
+                                 "electra": "ElectraTokenizer", "roberta": "RobertaTokenizer",
+                                 "xlm-roberta": "XLMRobertaTokenizer", "camembert": "CamembertTokenizer"}
 
 
 class Tokenizer:
     """Ids of text pieces plus the special token ids BERT needs. Subclasses fill `files` and `_encode_batch`."""
 
     files: list[Path]  # what `save` copies so the tokenizer can be rebuilt from a checkpoint
+    # 1: [CLS] a [SEP] b [SEP]; 2: <s> a </s></s> b </s>; None: the files do not say (data/transform.py's
+    # framing_of then follows the model type).
+    pair_separators: int | None = None
 
     def __init__(self, token_to_id, vocab_size: int, source: Path, named: dict | None = None):
         """`named`: role -> token the files name for it (tokenizer_config.json, the post-processor);
@@ -37,7 +57,7 @@ class Tokenizer:
         self.cls_id, self.sep_id, self.pad_id, self.unk_id = ids["cls"], ids["sep"], ids["pad"], ids["unk"]
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return self._encode_batch(list(texts))
+        return self._encode_batch([unicodedata.normalize("NFC", t) for t in texts])
 
     def save(self, directory: Path):
         for f in self.files:
@@ -65,6 +85,8 @@ class TokenizerJson(Tokenizer):
         self._tok, self.directory = tok, directory
         spec = json.loads(self.spec_text)
         named = special_tokens_of_post_processor(spec.get("post_processor")) | special_tokens_named_in(directory)
+        self.pair_separators = (pair_separators_of_post_processor(spec.get("post_processor"))
+                                or pair_separators_of_class(directory))
         super().__init__(tok.token_to_id, tok.get_vocab_size(with_added_tokens=True), directory, named)
 
     def _encode_batch(self, texts):
@@ -77,21 +99,27 @@ class TokenizerJson(Tokenizer):
 
 
 class WordPieceTokenizer(Tokenizer):
-    """A bare vocab.txt, tokenized as BertTokenizer does: clean text, split CJK, lower-case if asked."""
+    """A bare vocab.txt, tokenized as BertTokenizer (DistilBERT's, ELECTRA's, KLUE-RoBERTa's) does: clean
+    text, split CJK unless told not to, lower-case and strip accents as tokenizer_config.json says."""
 
     def __init__(self, directory: Path):
         from tokenizers import Tokenizer as HFTokenizer, normalizers, pre_tokenizers
         from tokenizers.models import WordPiece
 
         vocab_txt = directory / "vocab.txt"
-        lowercase = read_tokenizer_config(directory).get("do_lower_case", True)
-        tok = HFTokenizer(WordPiece.from_file(str(vocab_txt), unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+        config, named = read_tokenizer_config(directory), special_tokens_named_in(directory)
+        lowercase = config.get("do_lower_case", True)
+        tok = HFTokenizer(WordPiece.from_file(str(vocab_txt), unk_token=named.get("unk", "[UNK]")))
+        # BertTokenizer's defaults: strip_accents None (= follow lower-casing), split CJK characters.
+        tok.normalizer = normalizers.BertNormalizer(
+            lowercase=lowercase, strip_accents=config.get("strip_accents"),
+            handle_chinese_chars=config.get("tokenize_chinese_chars", True))
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         self.files = [vocab_txt] + [directory / f for f in TOKENIZER_CONFIG_FILES if (directory / f).exists()]
         self._tok = tok
+        self.pair_separators = pair_separators_of_class(directory)
         # max id + 1, not the number of distinct tokens: a vocab.txt with a repeated line leaves a gap.
-        super().__init__(tok.token_to_id, max(tok.get_vocab().values()) + 1, directory)
+        super().__init__(tok.token_to_id, max(tok.get_vocab().values()) + 1, directory, named)
 
     def _encode_batch(self, texts):
         return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
@@ -103,11 +131,46 @@ def special_tokens_named_in(directory: Path) -> dict:
     named = {}
     for source in (read_json(directory / "special_tokens_map.json"), read_tokenizer_config(directory)):
         for role in SPECIAL_TOKEN_NAMES:
-            value = source.get(f"{role}_token")
-            value = value.get("content") if isinstance(value, dict) else value
-            if isinstance(value, str):
+            value = named_token(source, role, None)
+            if value is not None:
                 named[role] = value
     return named
+
+
+def tokenizer_class_of(directory: Path) -> str | None:
+    """transformers' tokenizer class for these files ("Fast" stripped): tokenizer_config.json's
+    tokenizer_class, else the one AutoTokenizer derives from config.json's model_type."""
+    name = read_tokenizer_config(directory).get("tokenizer_class")
+    if not isinstance(name, str):
+        name = TOKENIZER_CLASS_OF_MODEL_TYPE.get(read_json(directory / "config.json").get("model_type"))
+    return name.removesuffix("Fast") if name else None
+
+
+def pair_separators_of_class(directory: Path) -> int | None:
+    return PAIR_SEPARATORS_OF_CLASS.get(tokenizer_class_of(directory))
+
+
+def pair_separators_of_post_processor(post_processor) -> int | None:
+    """Separators between the two texts of a pair as the post-processor frames it."""
+    if not post_processor:
+        return None
+    kind = post_processor.get("type")
+    if kind == "BertProcessing":
+        return 1
+    if kind == "RobertaProcessing":
+        return 2
+    if kind == "TemplateProcessing":
+        items = post_processor.get("pair", [])
+        kinds = ["A" if "Sequence" in i and i["Sequence"]["id"] == "A" else
+                 "B" if "Sequence" in i else "special" for i in items]
+        if "A" in kinds and "B" in kinds and kinds.index("A") < kinds.index("B"):
+            return kinds[kinds.index("A"):kinds.index("B")].count("special") or None
+    if kind == "Sequence":
+        for inner in post_processor.get("processors", []):
+            found = pair_separators_of_post_processor(inner)
+            if found:
+                return found
+    return None
 
 
 def special_tokens_of_post_processor(post_processor) -> dict:
@@ -129,18 +192,24 @@ def special_tokens_of_post_processor(post_processor) -> dict:
     return {}
 
 
+def load_sentencepiece(model_file: Path):
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor()
+    try:
+        sp.Load(str(model_file))
+    except (OSError, RuntimeError) as e:
+        raise UserError(f"{model_file}: cannot read SentencePiece model ({e})") from None
+    return sp
+
+
 class SentencePieceTokenizer(Tokenizer):
     """KoBERT-style: `spiece.model` (any *.model), optionally a `vocab.txt` that fixes piece ids."""
 
     def __init__(self, directory: Path, model_file: Path):
-        import sentencepiece as spm
-
-        self._sp = spm.SentencePieceProcessor()
-        try:
-            self._sp.Load(str(model_file))
-        except (OSError, RuntimeError) as e:
-            raise UserError(f"{model_file}: cannot read SentencePiece model ({e})") from None
+        self._sp = load_sentencepiece(model_file)
         self.files = [model_file] + [directory / f for f in TOKENIZER_CONFIG_FILES if (directory / f).exists()]
+        named = special_tokens_named_in(directory)
         vocab_txt = directory / "vocab.txt"
         if vocab_txt.exists():
             # monologg-style KoBERT: pieces are looked up in vocab.txt, whose order defines the ids.
@@ -148,11 +217,11 @@ class SentencePieceTokenizer(Tokenizer):
             tokens = [t.removesuffix("\r") for t in vocab_txt.read_text(encoding="utf-8").rstrip("\n").split("\n")]
             self._vocab = {t: i for i, t in enumerate(tokens)}
             self.files.append(vocab_txt)
-            super().__init__(self._vocab.get, len(tokens), directory)
+            super().__init__(self._vocab.get, len(tokens), directory, named)
         else:
             # skt/kobert-base-v1: the SentencePiece model's own ids are the embedding rows.
             self._vocab = None
-            super().__init__(self._piece_id, self._sp.GetPieceSize(), directory)
+            super().__init__(self._piece_id, self._sp.GetPieceSize(), directory, named)
 
     def _piece_id(self, piece: str):
         # PieceToId answers unk_id for unknown pieces; tell that apart from the unk piece itself.
@@ -164,6 +233,46 @@ class SentencePieceTokenizer(Tokenizer):
             return self._sp.Encode(texts)
         unk = self.unk_id
         return [[self._vocab.get(p, unk) for p in pieces] for pieces in self._sp.Encode(texts, out_type=str)]
+
+
+def xlmr_sentencepiece_tokenizer(directory: Path, model_file: Path) -> TokenizerJson:
+    """XLM-R's sentencepiece.bpe.model without a tokenizer.json, converted as transformers converts it
+    (so AutoTokenizer and the checkpoint's own tokenizer.json give these ids): fairseq's numbering
+    (<s> 0, <pad> 1, </s> 2, <unk> 3, SentencePiece piece i at i + 1 from i = 3, <mask> last), the model's
+    Precompiled normalizer, whitespace split + Metaspace, a `tokenizers` Unigram over the same scores.
+    The `sentencepiece` library itself breaks ties between equal-score segmentations differently."""
+    from sentencepiece import sentencepiece_model_pb2
+    from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import Unigram
+
+    load_sentencepiece(model_file)  # its one-line error for a file that is not a SentencePiece model
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model_file.read_bytes())
+    config = read_tokenizer_config(directory)
+    names = {role: named_token(config, role, default) for role, default in
+             (("bos", "<s>"), ("pad", "<pad>"), ("eos", "</s>"), ("unk", "<unk>"), ("mask", "<mask>"))}
+    vocab = ([(names[r], 0.0) for r in ("bos", "pad", "eos", "unk")]
+             + [(p.piece, p.score) for p in proto.pieces[3:]] + [(names["mask"], 0.0)])
+    tok = HFTokenizer(Unigram(vocab, unk_id=3, byte_fallback=False))
+    if proto.normalizer_spec.precompiled_charsmap:
+        tok.normalizer = normalizers.Precompiled(proto.normalizer_spec.precompiled_charsmap)
+    prepend = "always" if config.get("add_prefix_space", True) else "never"
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                 pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme=prepend)])
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme=prepend)
+    tok.add_special_tokens([AddedToken(names[r], special=True, normalized=False) for r in names])
+    bos, eos = names["bos"], names["eos"]
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
+        special_tokens=[(bos, 0), (eos, 2)])
+    return TokenizerJson(directory, tok.to_str())
+
+
+def named_token(config: dict, role: str, default: str | None) -> str | None:
+    """The token a config names for a role ("<role>_token": a string or an {"content": ...} object)."""
+    value = config.get(f"{role}_token")
+    value = value.get("content") if isinstance(value, dict) else value
+    return value if isinstance(value, str) else default
 
 
 def read_tokenizer_config(directory: Path) -> dict:
@@ -180,14 +289,22 @@ def read_json(path: Path) -> dict:
 
 
 def load_tokenizer(directory) -> Tokenizer:
-    """Picks the tokenizer from the files present: tokenizer.json > SentencePiece model > vocab.txt."""
+    """Picks the tokenizer from the files present: tokenizer.json > SentencePiece model > vocab.txt; a
+    SentencePiece model of an XLM-R tokenizer class (or model_type) gets fairseq's numbering."""
     directory = Path(directory)
     if (directory / "tokenizer.json").exists():
         return TokenizerJson(directory)
     sp_models = sorted(directory.glob("*.model"))
     if sp_models:
         preferred = directory / "spiece.model"
-        return SentencePieceTokenizer(directory, preferred if preferred.exists() else sp_models[0])
+        model_file = preferred if preferred.exists() else sp_models[0]
+        kind = tokenizer_class_of(directory)
+        if kind == "XLMRobertaTokenizer":
+            return xlmr_sentencepiece_tokenizer(directory, model_file)
+        if kind == "CamembertTokenizer":  # fairseq's numbering with <s>NOTUSED and other extras of its own
+            raise UserError(f"{model_file}: CamemBERT's SentencePiece numbering is not supported without its "
+                            "tokenizer.json: put the checkpoint's tokenizer.json beside it")
+        return SentencePieceTokenizer(directory, model_file)
     if (directory / "vocab.txt").exists():
         return WordPieceTokenizer(directory)
     raise UserError(f"{directory}: no tokenizer files (tokenizer.json, vocab.txt or spiece.model)")

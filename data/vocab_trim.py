@@ -6,6 +6,12 @@ restricted to the pieces the training texts use, plus every single-character pie
 training text exactly as before (its best segmentation uses only kept pieces, so it is still the best
 one), while an unseen text whose best segmentation needs a dropped piece is cut into kept pieces (down to
 single characters) instead of failing; a character that no kept piece spells is <unk>, as before.
+
+Only Unigram vocabularies are trimmed (multilingual-e5, XLM-R's tokenizer.json or its converted
+sentencepiece.bpe.model). A BPE vocabulary cannot be cut without its merges, which name pieces, changing
+how the kept texts tokenize; WordPiece and KoBERT-style SentencePiece vocabularies are refused as well
+(common/checks.py refuses all of these before any data is read). That the training texts keep their ids
+is checked, not assumed: any difference is refused in one line.
 """
 import json
 
@@ -22,20 +28,29 @@ def trimmed_tokenizer(tokenizer: Tokenizer, texts: list[str]) -> tuple[Tokenizer
                         f"{getattr(tokenizer, 'directory', 'this tokenizer')} has "
                         f"{model.get('type') or type(tokenizer).__name__}: set model.trim_vocab=false")
     vocab = model["vocab"]
-    used = {i for ids in tokenizer.encode_batch(texts) for i in ids}
+    full_ids = tokenizer.encode_batch(texts)
+    used = {i for ids in full_ids for i in ids}
     specials = {t["id"] for t in spec.get("added_tokens", [])} | {
-        model["unk_id"], tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id, tokenizer.unk_id}
+        tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id, tokenizer.unk_id}
+    if model.get("unk_id") is not None:  # null in a Unigram without an unknown piece
+        specials.add(model["unk_id"])
     single_characters = {i for i, (piece, _) in enumerate(vocab) if len(piece) == 1}
     kept = sorted(used | specials | single_characters)
     new_id = {old: new for new, old in enumerate(kept)}
     model["vocab"] = [vocab[i] for i in kept]
-    model["unk_id"] = new_id[model["unk_id"]]
+    if model.get("unk_id") is not None:
+        model["unk_id"] = new_id[model["unk_id"]]
     for token in spec.get("added_tokens", []):
         token["id"] = new_id[token["id"]]
     renumber_post_processor(spec.get("post_processor"), new_id)
     if spec.get("padding"):
         spec["padding"]["pad_id"] = new_id[spec["padding"]["pad_id"]]
-    return TokenizerJson(tokenizer.directory, json.dumps(spec, ensure_ascii=False, indent=1)), kept
+    trimmed = TokenizerJson(tokenizer.directory, json.dumps(spec, ensure_ascii=False, indent=1))
+    for text, ids, trimmed_ids in zip(texts, full_ids, trimmed.encode_batch(texts)):
+        if [kept[i] for i in trimmed_ids] != ids:
+            raise UserError(f"model.trim_vocab=true: the trimmed vocabulary of {tokenizer.directory} would tokenize "
+                            f"the training text {text[:60]!r} differently: set model.trim_vocab=false")
+    return trimmed, kept
 
 
 def renumber_post_processor(post_processor, new_id: dict):

@@ -19,11 +19,11 @@ from data.build import label_ids, read_split
 from data.dataset import ClassificationDataset
 from data.readers import Examples
 from data.tokenizer import load_tokenizer
-from data.transform import BERTSentenceTransform
+from data.transform import BERTSentenceTransform, framing_of
 from evaluation.analysis import display_texts
 from inference.batches import eval_loader, predict_outputs, prepare_for_inference
 from evaluation.metrics import classification_metrics
-from model.bert import BertEncoder
+from model.families import load_encoder
 from model.checkpoint import TRAIN_CONFIG
 from model.classifier import BERTClassifier
 
@@ -89,9 +89,12 @@ class FrozenEncoder:
     def __init__(self, encoder_dir, pooling: str, max_len: int, pair: bool, device, precision: str,
                  pack_weights: bool, batch_size: int, text_prefix: str = ""):
         # The head is never used: BERTClassifier only supplies the pooling the fine-tuned model used.
-        self.model = BERTClassifier(BertEncoder.from_pretrained(encoder_dir), 1, pooling=pooling).to(device)
+        encoder = load_encoder(encoder_dir)
+        self.model = BERTClassifier(encoder, 1, pooling=pooling).to(device)
         self.autocast = prepare_for_inference(self.model, device, precision, pack_weights)
-        self.transform = BERTSentenceTransform(load_tokenizer(encoder_dir), max_len, pair=pair, text_prefix=text_prefix)
+        tokenizer = load_tokenizer(encoder_dir)
+        self.transform = BERTSentenceTransform(tokenizer, max_len, pair=pair, text_prefix=text_prefix,
+                                               framing=framing_of(encoder.config.model_type, tokenizer))
         self.pooling, self.device, self.batch_size = pooling, device, batch_size
 
     def vectors(self, texts: list[str], texts_b=None) -> np.ndarray:

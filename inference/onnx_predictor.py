@@ -37,7 +37,11 @@ OPSET = 18  # model/export.py's default. Opset 23's Attention op: ORT 1.31's CPU
 def graph_key(checkpoint: Path) -> str:
     """sha256 over everything the exported graph is made of (0.05 s for MiniLM's 91 MB)."""
     digest = hashlib.sha256(f"{GRAPH_FORMAT}; torch {torch.__version__}; onnxruntime {ort.__version__}".encode())
-    for name in (WEIGHTS, ENCODER_CONFIG, CLASSIFIER_CONFIG):  # classifier.json: labels, pooling, temperature
+    # classifier.json: labels, pooling, temperature. A Hugging Face classifier directory has none (its
+    # config.json holds the labels) and may hold pytorch_model.bin instead of safetensors.
+    for name in (WEIGHTS, "pytorch_model.bin", ENCODER_CONFIG, CLASSIFIER_CONFIG):
+        if not (checkpoint / name).exists():
+            continue
         with open(checkpoint / name, "rb") as f:
             digest.update(hashlib.file_digest(f, "sha256").digest())
     return digest.hexdigest()[:32]
@@ -87,11 +91,13 @@ def onnx_session(graph: Path, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
 
 
-def graph_inputs(batch) -> dict:
-    """A collated Batch as the exported graph's Hugging Face-named inputs (model/export.py)."""
+def graph_inputs(batch, names) -> dict:
+    """A collated Batch as the exported graph's Hugging Face-named inputs (model/export.py); token_type_ids
+    only for the families whose graph takes them."""
     mask = np.arange(batch.token_ids.shape[1])[None, :] < batch.valid_length.numpy()[:, None]
-    return {"input_ids": batch.token_ids.numpy(), "attention_mask": mask.astype(np.int64),
-            "token_type_ids": batch.segment_ids.numpy()}
+    inputs = {"input_ids": batch.token_ids.numpy(), "attention_mask": mask.astype(np.int64),
+              "token_type_ids": batch.segment_ids.numpy()}
+    return {name: inputs[name] for name in names}
 
 
 class OnnxPredictor:
@@ -106,6 +112,7 @@ class OnnxPredictor:
         # so the same decision (softmax of logits / T, or sigmoids) applies unchanged.
         self.temperature = float(loaded.info.temperature)
         self.graph, self.session = graph, onnx_session(graph, threads or torch.get_num_threads())
+        self.input_names = [i.name for i in self.session.get_inputs()]
 
     @classmethod
     def for_checkpoint(cls, loaded, checkpoint: Path, batch_size: int = 64, threshold: float | None = None,
@@ -115,7 +122,7 @@ class OnnxPredictor:
     def probabilities(self, texts: list[str], texts_b=None) -> np.ndarray:
         chunks, order = [], []
         for batch in text_batches(ClassificationDataset(texts, None, self.transform, texts_b), self.batch_size):
-            chunks.append(torch.from_numpy(self.session.run(None, graph_inputs(batch))[0]))
+            chunks.append(torch.from_numpy(self.session.run(None, graph_inputs(batch, self.input_names))[0]))
             order.append(batch.indices)
         return self.decision.probabilities(in_dataset_order(chunks, torch.cat(order)) * self.temperature)
 

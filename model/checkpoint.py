@@ -20,10 +20,11 @@ from safetensors.torch import load_file, save_file
 from torch.nn import init
 
 from data.tokenizer import Tokenizer, load_tokenizer
-from data.transform import BERTSentenceTransform
+from data.transform import BERTSentenceTransform, framing_of
 from common.errors import UserError
-from model.bert import BertConfig, BertEncoder
 from model.classifier import BERTClassifier
+from model.families import encoder_from_config
+from model.hf_classifier import is_hf_classifier, load_hf_classifier
 
 WEIGHTS, ENCODER_CONFIG, CLASSIFIER_CONFIG, TRAIN_CONFIG = (
     "model.safetensors", "config.json", "classifier.json", "train_config.yaml")
@@ -41,6 +42,7 @@ class ClassifierInfo:
     thresholds: list[float] | None = None  # multi-label decision thresholds (tuned on validation, or fixed)
     temperature: float = 1.0  # softmax temperature fitted on validation (trainer.calibrate); 1: uncalibrated
     loss_weights: dict | None = None  # class weights / pos_weight training used, by label (a record only)
+    head: str = "linear"  # model.head: linear (pooling + dropout + Linear) | family (the encoder family's own)
 
 
 def with_decision(info: ClassifierInfo, decision) -> ClassifierInfo:
@@ -125,9 +127,12 @@ def initial_weights_not_drawn():
 
 
 def load_checkpoint(directory, device="cpu") -> LoadedClassifier:
+    """One of our checkpoints, or a fine-tuned Hugging Face *ForSequenceClassification directory."""
     directory = existing_checkpoint_dir(directory)
     if not directory.is_dir():
         raise UserError(f"{directory}: checkpoint directory not found")
+    if not (directory / CLASSIFIER_CONFIG).exists() and is_hf_classifier(directory):
+        return load_hf_checkpoint(directory, device)
     for name in (WEIGHTS, ENCODER_CONFIG, CLASSIFIER_CONFIG):
         if not (directory / name).is_file():
             raise UserError(f"{directory}: not a complete checkpoint, {name} is missing")
@@ -136,9 +141,22 @@ def load_checkpoint(directory, device="cpu") -> LoadedClassifier:
     except (json.JSONDecodeError, TypeError) as e:
         raise UserError(f"{directory / CLASSIFIER_CONFIG}: unreadable ({e})") from None
     with initial_weights_not_drawn():  # all of them are loaded next
-        encoder = BertEncoder(BertConfig.from_json(directory / ENCODER_CONFIG))
-        model = BERTClassifier(encoder, len(info.labels), info.dropout, info.pooling)
+        encoder = encoder_from_config(directory / ENCODER_CONFIG)
+        model = BERTClassifier(encoder, len(info.labels), info.dropout, info.pooling, info.head)
     load_weights(directory, model)
-    transform = BERTSentenceTransform(load_tokenizer(directory), info.max_len, pair=info.pair,
-                                      text_prefix=info.text_prefix)
+    tokenizer = load_tokenizer(directory)
+    transform = BERTSentenceTransform(tokenizer, info.max_len, pair=info.pair, text_prefix=info.text_prefix,
+                                      framing=framing_of(encoder.config.model_type, tokenizer))
+    return LoadedClassifier(model.to(device).eval(), transform, info)
+
+
+def load_hf_checkpoint(directory: Path, device) -> LoadedClassifier:
+    """A fine-tuned Hugging Face classifier, as evaluate.py and predict.py use it: labels from id2label,
+    the family's own head, texts framed and truncated as its tokenizer would."""
+    with initial_weights_not_drawn():
+        model, labels, multi_label, max_len, family = load_hf_classifier(directory)
+    info = ClassifierInfo(labels, model.pooling, max_len, dropout=model.dropout.p, multi_label=multi_label,
+                          head="family")
+    tokenizer = load_tokenizer(directory)
+    transform = BERTSentenceTransform(tokenizer, max_len, framing=framing_of(model.encoder.config.model_type, tokenizer))
     return LoadedClassifier(model.to(device).eval(), transform, info)

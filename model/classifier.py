@@ -1,11 +1,23 @@
-"""BERTClassifier: pretrained encoder -> pooled sentence vector -> dropout -> linear head."""
+"""BERTClassifier: pretrained encoder -> pooled sentence vector -> dropout -> head.
+
+Two heads (model.head):
+- linear (default, for fresh fine-tuning): the chosen pooling (pooler | cls | mean), dropout, one Linear;
+- family: the family's own *ForSequenceClassification head (model/families.py), so a fine-tuned Hugging Face
+  classifier loads whole: BERT's pooler + Linear, RoBERTa's and ELECTRA's dropout + dense + tanh/GELU +
+  dropout + out_proj on the first token, DistilBERT's pre_classifier + ReLU + dropout + classifier.
+Our names are `pre_head` (the dense layer, family heads only) and `head` (the last Linear) whatever the family.
+"""
 import torch
 from torch import nn
 
-from model.bert import BertEncoder
+from common.errors import UserError
+from model.blocks import ACTIVATIONS, Encoder
 from model.dropout import Dropout
+from model.families import family_of_encoder
 
 POOLINGS = ("pooler", "cls", "mean")
+HEADS = ("linear", "family")
+HEAD_ACTIVATIONS = {"tanh": torch.tanh, **ACTIVATIONS}
 
 
 def attention_mask_from(valid_length: torch.Tensor, seq_len: int) -> torch.Tensor:
@@ -13,19 +25,43 @@ def attention_mask_from(valid_length: torch.Tensor, seq_len: int) -> torch.Tenso
     return torch.arange(seq_len, device=valid_length.device)[None, :] < valid_length[:, None]
 
 
+def head_pooling(encoder: Encoder, head: str, pooling: str) -> str:
+    """The pooling a head reads: the family's own for head=family; for the linear head, `pooling`, if the
+    encoder can give it (ELECTRA and DistilBERT have no pooler)."""
+    if head not in HEADS:
+        raise UserError(f"model.head={head!r} is not one of {', '.join(HEADS)}")
+    if head == "family":
+        return family_of_encoder(encoder).head_pooling
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}")
+    if pooling == "pooler" and encoder.pooler is None:
+        name = type(encoder).display_name
+        raise UserError(f"model.pooling=pooler: {name} has no pooler; use model.pooling=cls or mean, or "
+                        f"model.head=family ({name}'s own classification head)")
+    return pooling
+
+
 class BERTClassifier(nn.Module):
-    def __init__(self, encoder: BertEncoder, num_classes: int, dropout: float = 0.1, pooling: str = "pooler"):
+    def __init__(self, encoder: Encoder, num_classes: int, dropout: float = 0.1, pooling: str = "pooler",
+                 head: str = "linear"):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}")
-        self.encoder, self.pooling = encoder, pooling
-        # pooler/cls pooling read [CLS] alone: the last layer skips the other positions (model/bert.py).
+        self.encoder, self.head_kind = encoder, head
+        self.pooling = head_pooling(encoder, head, pooling)
+        # pooler/cls pooling read [CLS] alone: the last layer skips the other positions (model/blocks.py).
         # A switch only for measuring it (model.first_token_only); the outputs are the same either way.
         self.first_token_only = True
         self.dropout = Dropout(dropout)
-        self.head = nn.Linear(encoder.config.hidden_size, num_classes)
-        nn.init.normal_(self.head.weight, std=0.02)
-        nn.init.zeros_(self.head.bias)
+        hidden = encoder.config.hidden_size
+        family = family_of_encoder(encoder)
+        activation = family.head_activation if head == "family" else None
+        self.pre_head = nn.Linear(hidden, hidden) if activation else None
+        self.pre_activation = HEAD_ACTIVATIONS[activation] if activation else None
+        self.dropout_first = head == "family" and family.head_dropout_first
+        self.head = nn.Linear(hidden, num_classes)
+        for linear in (self.pre_head, self.head):
+            if linear is not None:
+                nn.init.normal_(linear.weight, std=0.02)
+                nn.init.zeros_(linear.bias)
 
     @torch.no_grad()
     def start_at_label_frequencies(self, frequencies):
@@ -48,7 +84,12 @@ class BERTClassifier(nn.Module):
 
     def classify(self, sentence_vectors):
         """Logits from pooled vectors: lets analysis keep the vectors forward would discard."""
-        return self.head(self.dropout(sentence_vectors))
+        x = sentence_vectors
+        if self.pre_head is not None:
+            if self.dropout_first:
+                x = self.dropout(x)
+            x = self.pre_activation(self.pre_head(x))
+        return self.head(self.dropout(x))
 
     def forward(self, token_ids, valid_length, segment_ids=None):
         return self.classify(self.sentence_vectors(token_ids, valid_length, segment_ids))

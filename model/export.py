@@ -3,18 +3,21 @@
     python -m model.export checkpoint=DIR format=hf out=DIR2     # transformers, pipeline("text-classification")
     python -m model.export checkpoint=DIR format=onnx out=DIR2   # ONNX Runtime
 
-format=hf writes a Hugging Face `BertForSequenceClassification` directory: config.json (encoder config,
-id2label/label2id with our label names), model.safetensors (`bert.*` encoder keys through
-`model.bert.ours_to_hf`, our `head` as `classifier`) and the checkpoint's tokenizer files. That class
-classifies tanh(dense([CLS])), i.e. our `pooling=pooler`; `cls` and `mean` pooling are refused
-rather than exported as a different model. The directory is also a valid `model.path` for train.py.
+format=hf writes the encoder family's own `*ForSequenceClassification` directory (BertFor..., RobertaFor...,
+XLMRobertaFor..., CamembertFor..., ElectraFor..., DistilBertFor...; model/families.py): config.json (encoder
+config, id2label/label2id with our label names), model.safetensors (the family's key names) and the
+checkpoint's tokenizer files. Those classes compute the family's own head (model.head=family); a BERT
+checkpoint's linear head with pooling=pooler is the same computation. Anything else (cls or mean pooling,
+a linear head on another family) is refused rather than exported as a different model. The directory is
+also a valid `model.path` for train.py and a `checkpoint=` for evaluate.py and predict.py.
 
 format=onnx writes model.onnx, labels.json (label names in logit order) and the same tokenizer files.
 The graph takes Hugging Face's input names, so an HF tokenizer's output (or `tokenizers` reading the
 tokenizer.json written here) feeds it as is, every pooling included:
-    input_ids       int64 (batch, sequence)  [CLS] text [SEP] (text_b [SEP]), right-padded
+    input_ids       int64 (batch, sequence)  [CLS] text [SEP] (text_b [SEP]), right-padded (RoBERTa: <s> ... </s>)
     attention_mask  int64 (batch, sequence)  1 for real tokens, then 0s (right padding only)
-    token_type_ids  int64 (batch, sequence)  0 for the first text, 1 for the second of a pair
+    token_type_ids  int64 (batch, sequence)  0 for the first text, 1 for the second of a pair (only families
+                                             with token types: BERT, ELECTRA; as their tokenizers return it)
     -> logits       float32 (batch, classes); softmax gives the probabilities predict.py prints
                     (multi-label: a sigmoid per logit; thresholds.json holds each label's threshold)
 A calibrated checkpoint's temperature (trainer.calibrate) is folded into the exported head (weight and
@@ -46,12 +49,18 @@ from data.tokenizer import SentencePieceTokenizer, Tokenizer, read_tokenizer_con
 from common.checks import check_export
 from common.cli import check_overrides
 from common.errors import UserError, exit_on_user_error
-from model.bert import ours_to_hf
 from model.checkpoint import ClassifierInfo, LoadedClassifier, existing_checkpoint_dir, load_checkpoint
 from model.classifier import BERTClassifier
+from model.families import family_of_encoder, hf_encoder_state, hf_head_name
 
 LABELS_FILE, ONNX_FILE, THRESHOLDS_FILE = "labels.json", "model.onnx", "thresholds.json"
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def onnx_inputs(model: BERTClassifier) -> tuple[str, ...]:
+    """The graph's inputs: token_type_ids only where the family has token types its tokenizers return."""
+    has_segments = model.encoder.embeddings.token_type is not None and model.encoder.config.type_vocab_size > 1
+    return ONNX_INPUTS if has_segments else ONNX_INPUTS[:2]
 SENTENCEPIECE_NOTE = (
     "the SentencePiece tokenizer files are copied, but no stock transformers tokenizer class "
     "reproduces their ids exactly (AlbertTokenizer reads spiece.model with the same ids except that it "
@@ -67,11 +76,11 @@ PREFIX_NOTE = ("the checkpoint was trained with data.text_prefix={prefix!r}: put
 def hf_config(model: BERTClassifier, info: ClassifierInfo) -> dict:
     """Our encoder config plus what transformers needs to build BertForSequenceClassification."""
     return {
-        "architectures": ["BertForSequenceClassification"],
-        "model_type": "bert",
-        **model.encoder.config.to_dict(),
-        "position_embedding_type": "absolute",
+        "architectures": [family_of_encoder(model.encoder).architecture],
+        **model.encoder.config.to_dict(),  # model_type included
+        # the head's dropout under each family's name for it (only training reads it)
         "classifier_dropout": info.dropout,
+        **({"seq_classif_dropout": info.dropout} if model.encoder.config.model_type == "distilbert" else {}),
         # pipeline("text-classification") applies a sigmoid per label for multi_label_classification
         "problem_type": "multi_label_classification" if info.multi_label else "single_label_classification",
         "id2label": {str(i): name for i, name in enumerate(info.labels)},
@@ -87,18 +96,34 @@ def head_with_temperature(model: BERTClassifier, info: ClassifierInfo) -> dict:
 
 
 def hf_state_dict(model: BERTClassifier, info: ClassifierInfo) -> dict:
-    """Our weights under BertForSequenceClassification's key names."""
-    state = {ours_to_hf(k): v for k, v in model.encoder.state_dict().items()}
-    state |= {f"classifier.{k}": v for k, v in head_with_temperature(model, info).items()}
+    """Our weights under the family's *ForSequenceClassification key names; the pooler only where the
+    family's head reads it (BERT: RobertaFor... and the others have none)."""
+    family = family_of_encoder(model.encoder)
+    state = {k: v for k, v in hf_encoder_state(model.encoder).items()
+             if family.head_pooling == "pooler" or ".pooler." not in f".{k}"}
+    if model.pre_head is not None:
+        state |= {hf_head_name(family, f"pre_head.{k}"): v for k, v in model.pre_head.state_dict().items()}
+    state |= {hf_head_name(family, f"head.{k}"): v for k, v in head_with_temperature(model, info).items()}
     return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
 
 
-def export_hf(loaded: LoadedClassifier, source: Path, out: Path) -> list[str]:
-    if loaded.info.pooling != "pooler":
+def check_hf_exportable(model: BERTClassifier, info: ClassifierInfo, source: Path):
+    """Only a head the family's *ForSequenceClassification computes: its own, or (BERT) pooler + Linear."""
+    family = family_of_encoder(model.encoder)
+    if info.head == "family" or (family.head_activation is None and info.pooling == family.head_pooling):
+        return
+    if family.head_activation is None:
         raise UserError(
-            f"{source}: pooling={loaded.info.pooling!r} cannot be exported as format=hf: "
-            "BertForSequenceClassification classifies tanh(dense([CLS])), which is pooling=pooler only; "
-            "use format=onnx, or train with model.pooling=pooler")
+            f"{source}: pooling={info.pooling!r} cannot be exported as format=hf: {family.architecture} "
+            "classifies tanh(dense([CLS])), which is pooling=pooler only; use format=onnx, or train with "
+            "model.pooling=pooler")
+    raise UserError(
+        f"{source}: a linear head cannot be exported as format=hf: {family.architecture} computes the "
+        f"{family.name} head (model.head=family); use format=onnx, or train with model.head=family")
+
+
+def export_hf(loaded: LoadedClassifier, source: Path, out: Path) -> list[str]:
+    check_hf_exportable(loaded.model, loaded.info, source)
     out.mkdir(parents=True, exist_ok=True)
     # transformers refuses safetensors files whose metadata does not say which framework wrote them.
     save_file(hf_state_dict(loaded.model, loaded.info), str(out / "model.safetensors"), metadata={"format": "pt"})
@@ -115,7 +140,7 @@ class WithHFInputs(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, attention_mask, token_type_ids):
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
         # Right-padded masks (BERT tokenizers' default, and our collate): the count of ones is the length.
         return self.model(input_ids, attention_mask.sum(-1), token_type_ids)
 
@@ -133,10 +158,11 @@ def export_onnx(loaded: LoadedClassifier, source: Path, out: Path, opset: int) -
     with torch.no_grad():  # the temperature into the head, as for format=hf
         for name, value in head_with_temperature(model, loaded.info).items():
             getattr(model.head, name).copy_(value)
+    inputs = onnx_inputs(model)
     wrapper = WithHFInputs(model).eval()
     # Example inputs of batch 2 and length 8, with padding: a size of 1 would be specialised into the graph.
     example = (torch.full((2, 8), loaded.transform.tokenizer.unk_id, dtype=torch.long),
-               torch.tensor([[1] * 8, [1] * 5 + [0] * 3]), torch.zeros(2, 8, dtype=torch.long))
+               torch.tensor([[1] * 8, [1] * 5 + [0] * 3]), torch.zeros(2, 8, dtype=torch.long))[:len(inputs)]
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     exporter_log, level = logging.getLogger("torch.onnx"), logging.getLogger("torch.onnx").level
     # The exporter warns that axes sharing one Dim keep the first name, and logs that torchvision
@@ -146,8 +172,8 @@ def export_onnx(loaded: LoadedClassifier, source: Path, out: Path, opset: int) -
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                wrapper, example, str(out / ONNX_FILE), input_names=list(ONNX_INPUTS), output_names=["logits"],
-                dynamic_shapes={name: {0: batch, 1: sequence} for name in ONNX_INPUTS},
+                wrapper, example, str(out / ONNX_FILE), input_names=list(inputs), output_names=["logits"],
+                dynamic_shapes={name: {0: batch, 1: sequence} for name in inputs},
                 opset_version=opset, dynamo=True, verbose=False,
                 external_data=False)  # one self-contained file (fine below ONNX's 2 GB limit: BERT-large is 1.3 GB)
     finally:

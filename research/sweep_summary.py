@@ -4,15 +4,19 @@ sweep directory.
 
     python -m research.sweep_summary multirun/emotion/2026-01-01_12-00-00   # any sweep directory
 
-Seeds are an axis of their own. When `seed` is among the swept keys (the jobs were given at least two
-different seeds), the completed jobs whose overrides differ only in `seed` form a configuration
+Seeds and cross-validation folds (`data.fold`, data/folds.py) are axes of their own: repeats of one
+configuration. When either is among the swept keys (the jobs were given at least two different
+values), the completed jobs whose overrides differ only in the swept repeat keys form a configuration
 group, and summary.md gets a second table, one row per group, best mean validation metric first:
-the group's n seeds and, per metric, mean ± standard deviation over the seeds and the 95% confidence
-interval of the mean (Student's t with n - 1 degrees of freedom; none for one seed), then the
-per-seed values. The same numbers go to summary_groups.csv, and one TensorBoard HParams entry per
-group to tensorboard_groups/<group>/ (`tensorboard --logdir SWEEP_DIR/tensorboard_groups`).
-Deciding by the sweep's design rather than by how many seeds have finished keeps the files
-from appearing halfway through a sweep; a sweep without seeds has no groups to show.
+the group's n runs, its seeds and/or folds and, per metric, mean ± standard deviation over the runs
+and the 95% confidence interval of the mean (Student's t with n - 1 degrees of freedom; none for one
+run), then the per-run values. Over folds, the validation mean is the K-fold cross-validation
+estimate. The same numbers go to summary_groups.csv, and one TensorBoard HParams entry per group to
+tensorboard_groups/<group>/ (`tensorboard --logdir SWEEP_DIR/tensorboard_groups`). Columns and
+titles name the repeat: "seed", "fold", or "run" when both are swept. Deciding by the sweep's
+design rather than by how many runs have finished keeps the files from appearing halfway through a
+sweep; a sweep without seeds or folds has no groups to show. A fold sweep also gets its out-of-fold
+predictions (research/folds.py) when it ends.
 
 Also a Hydra callback (conf/config.yaml, hydra.callbacks): it records each job's wall time and
 outcome in the job's directory (job.json), rewrites the tables after each job of a multirun, and
@@ -48,6 +52,8 @@ GROUP_METRICS = {"val accuracy": (("best_validation", "accuracy"), "val_accuracy
                  "test accuracy": (("test", "accuracy"), "test_accuracy"),
                  "test macro-F1": (("test", "macro_f1"), "test_macro_f1")}
 SEED_KEY = "seed"
+# Override keys whose values repeat one configuration rather than make another -> what one repeat is called.
+REPEAT_KEYS = {SEED_KEY: "seed", "data.fold": "fold"}
 GROUPS_CSV, GROUPS_TENSORBOARD = "summary_groups.csv", "tensorboard_groups"
 
 
@@ -63,7 +69,10 @@ class Job:
         return dict(o.partition("=")[::2] for o in self.overrides)
 
     def seed(self) -> str | None:
-        return next((v for k, v in self.override_values().items() if override_key(k) == SEED_KEY), None)
+        return self.value(SEED_KEY)
+
+    def value(self, key: str) -> str | None:
+        return next((v for k, v in self.override_values().items() if override_key(k) == key), None)
 
 
 def override_key(override: str) -> str:
@@ -167,8 +176,8 @@ def markdown(sweep_dir: Path, monitor: str, header: list[str], rows: list[list],
 
 
 def write_summary(sweep_dir: Path) -> str:
-    """Writes summary.md and summary.csv into `sweep_dir` (and summary_groups.csv when seeds are
-    swept); returns the Markdown."""
+    """Writes summary.md and summary.csv into `sweep_dir` (and summary_groups.csv when seeds or folds
+    are swept); returns the Markdown."""
     jobs, monitor = read_sweep(sweep_dir)
     jobs = ranked(jobs, monitor)
     header, rows, shared = table(jobs)
@@ -178,10 +187,11 @@ def write_summary(sweep_dir: Path) -> str:
     writer.writerow([*header, "overrides"])  # the full override list too, shared ones included
     for job, row in zip(jobs, rows):
         writer.writerow([*("" if v is None else v for v in row), " ".join(job.overrides)])
-    if seed_is_swept(jobs):
+    repeats = swept_repeats(jobs)
+    if repeats:
         groups, keys = configuration_groups(jobs, monitor), group_keys(jobs)
-        text += "\n" + groups_markdown(groups, keys, monitor)
-        replace_file(sweep_dir / GROUPS_CSV, groups_csv(groups, keys))
+        text += "\n" + groups_markdown(groups, keys, monitor, repeats)
+        replace_file(sweep_dir / GROUPS_CSV, groups_csv(groups, keys, repeats))
     replace_file(sweep_dir / "summary.md", text)
     replace_file(sweep_dir / "summary.csv", out.getvalue())
     return text
@@ -189,7 +199,7 @@ def write_summary(sweep_dir: Path) -> str:
 
 @dataclass
 class Interval:
-    """Mean over seeds, their standard deviation (n - 1 in the denominator) and the 95% confidence
+    """Mean over a group's runs, their standard deviation (n - 1 in the denominator) and the 95% confidence
     interval of the mean, mean ± t_{0.975, n-1} · std / sqrt(n); std and interval are None for n = 1."""
     mean: float
     std: float | None = None
@@ -208,13 +218,25 @@ def mean_interval(values: list[float]) -> Interval:
     return Interval(mean, std, mean - half, mean + half)
 
 
+def repeat_unit(repeats: list[str]) -> str:
+    """What one run of a group is called: 'seed', 'fold', or 'run' when both are swept."""
+    return REPEAT_KEYS[repeats[0]] if len(repeats) == 1 else "run"
+
+
 @dataclass
 class ConfigurationGroup:
-    overrides: list[str]  # the jobs' overrides, seed left out
-    jobs: list[Job]  # its completed jobs, by seed
+    overrides: list[str]  # the jobs' overrides, the swept repeat keys left out
+    jobs: list[Job]  # its completed jobs, by fold, then seed
+    repeats: list[str] = field(default_factory=lambda: [SEED_KEY])  # the swept repeat keys (REPEAT_KEYS)
 
     def seeds(self) -> list[str]:
-        return [str(j.seed()) for j in self.jobs]
+        return self.repeat_values(SEED_KEY)
+
+    def repeat_values(self, key: str) -> list[str]:
+        return [str(j.value(key)) for j in self.jobs]
+
+    def unit(self) -> str:
+        return repeat_unit(self.repeats)
 
     def values(self, path: tuple) -> list[float]:
         return [lookup(j.metrics, path) for j in self.jobs]
@@ -223,30 +245,36 @@ class ConfigurationGroup:
         return mean_interval(self.values(path))
 
 
-def seed_is_swept(jobs: list[Job]) -> bool:
-    return len({j.seed() for j in jobs}) > 1
+def swept_repeats(jobs: list[Job]) -> list[str]:
+    """The repeat keys (fold first, then seed) given at least two values in the sweep."""
+    return [key for key in sorted(REPEAT_KEYS, key=lambda k: k != "data.fold")
+            if len({j.value(key) for j in jobs}) > 1]
 
 
-def seed_order(job: Job):
-    seed = job.seed()
-    return (0, int(seed), "") if seed is not None and seed.lstrip("-").isdigit() else (1, 0, str(seed))
+def repeat_order(job: Job, repeats: list[str]):
+    def number_first(value):
+        return (0, int(value), "") if value is not None and value.lstrip("-").isdigit() else (1, 0, str(value))
+    return tuple(number_first(job.value(key)) for key in repeats)
 
 
 def configuration_groups(jobs: list[Job], monitor: str) -> list[ConfigurationGroup]:
-    """The completed jobs grouped by their overrides other than seed, best mean validation `monitor`
-    first (ties: in job order). Failed and incomplete jobs are in no group (the per-job table lists them)."""
+    """The completed jobs grouped by their overrides other than the swept repeat keys (seed, fold),
+    best mean validation `monitor` first (ties: in job order). Failed and incomplete jobs are in no
+    group (the per-job table lists them)."""
+    repeats = swept_repeats(jobs) or [SEED_KEY]
     groups: dict[tuple, list[Job]] = {}
     for job in sorted((j for j in jobs if j.status == "ok"), key=job_order):
-        key = tuple(sorted(o for o in job.overrides if override_key(o) != SEED_KEY))
+        key = tuple(sorted(o for o in job.overrides if override_key(o) not in repeats))
         groups.setdefault(key, []).append(job)
-    made = [ConfigurationGroup(list(key), sorted(members, key=seed_order)) for key, members in groups.items()]
+    made = [ConfigurationGroup(list(key), sorted(members, key=lambda j: repeat_order(j, repeats)), repeats)
+            for key, members in groups.items()]
     return sorted(made, key=lambda g: -MONITORS[monitor] * g.interval(("best_validation", monitor)).mean)
 
 
 def group_keys(jobs: list[Job]) -> list[str]:
-    """The swept keys that tell the groups apart: all swept keys but seed."""
+    """The swept keys that tell the groups apart: all swept keys but the repeat keys."""
     swept, _ = swept_and_shared([j.override_values() for j in jobs])
-    return [k for k in swept if override_key(k) != SEED_KEY]
+    return [k for k in swept if override_key(k) not in REPEAT_KEYS]
 
 
 def group_setting(group: ConfigurationGroup, keys: list[str]) -> list[str]:
@@ -254,64 +282,73 @@ def group_setting(group: ConfigurationGroup, keys: list[str]) -> list[str]:
     return [values.get(k, "") for k in keys]
 
 
-def interval_cell(interval: Interval) -> str:
+def interval_cell(interval: Interval, unit: str) -> str:
     if interval.std is None:
-        return f"{interval.mean:.4f} (one seed)"
+        return f"{interval.mean:.4f} (one {unit})"
     return f"{interval.mean:.4f} ± {interval.std:.4f} [{interval.low:.4f}, {interval.high:.4f}]"
 
 
-def groups_markdown(groups: list[ConfigurationGroup], keys: list[str], monitor: str) -> str:
-    lines = ["## Configurations over seeds", "",
+def repeat_columns(repeats: list[str]) -> list[str]:
+    return [f"{REPEAT_KEYS[key]}s" for key in repeats]
+
+
+def groups_markdown(groups: list[ConfigurationGroup], keys: list[str], monitor: str, repeats: list[str]) -> str:
+    unit, columns = repeat_unit(repeats), repeat_columns(repeats)
+    lines = [f"## Configurations over {' and '.join(columns)}", "",
              f"{len(groups)} configurations of the completed jobs, best mean validation {monitor} first. "
-             "Per metric: mean ± std over the seeds [95% confidence interval of the mean, Student's t].", ""]
-    header = ["#", *keys, "n", "seeds", *GROUP_METRICS]
+             f"Per metric: mean ± std over the {unit}s [95% confidence interval of the mean, Student's t].", ""]
+    header = ["#", *keys, "n", *columns, *GROUP_METRICS]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for rank, group in enumerate(groups, start=1):
-        intervals = [interval_cell(group.interval(path)) for path, _ in GROUP_METRICS.values()]
+        intervals = [interval_cell(group.interval(path), unit) for path, _ in GROUP_METRICS.values()]
         settings = [cell(k, v) for k, v in zip(keys, group_setting(group, keys))]
-        lines.append("| " + " | ".join([str(rank), *settings, str(len(group.jobs)), ", ".join(group.seeds()),
-                                        *intervals]) + " |")
-    lines += ["", "Per seed, in the order of the seeds column:", "",
+        values = [", ".join(group.repeat_values(key)) for key in repeats]
+        lines.append("| " + " | ".join([str(rank), *settings, str(len(group.jobs)), *values, *intervals]) + " |")
+    lines += ["", f"Per {unit}, in the order of the {' and '.join(columns)} column{'s' * (len(columns) > 1)}:", "",
               "| # | " + " | ".join(GROUP_METRICS) + " |", "|" + "---|" * (len(GROUP_METRICS) + 1)]
     for rank, group in enumerate(groups, start=1):
-        per_seed = [", ".join(f"{v:.4f}" for v in group.values(path)) for path, _ in GROUP_METRICS.values()]
-        lines.append("| " + " | ".join([str(rank), *per_seed]) + " |")
+        per_run = [", ".join(f"{v:.4f}" for v in group.values(path)) for path, _ in GROUP_METRICS.values()]
+        lines.append("| " + " | ".join([str(rank), *per_run]) + " |")
     return "\n".join(lines) + "\n"
 
 
-def groups_csv(groups: list[ConfigurationGroup], keys: list[str]) -> str:
-    """One row per group: its settings, n seeds, the seeds, per metric mean/std/ci low/ci high (empty
-    for one seed) and the per-seed values (space-separated, in the order of the seeds), then its jobs."""
+def groups_csv(groups: list[ConfigurationGroup], keys: list[str], repeats: list[str]) -> str:
+    """One row per group: its settings, n runs, the seeds and/or folds, per metric mean/std/ci low/ci
+    high (empty for one run) and the per-run values (space-separated, in the order of the seeds/folds),
+    then its jobs. Columns name the repeat: 'n seeds' and 'per seed', 'n folds' and 'per fold', or
+    'n runs' and 'per run' when both are swept."""
     out = io.StringIO()
     writer = csv.writer(out)
+    unit, columns = repeat_unit(repeats), repeat_columns(repeats)
     stats = [f"{column} {stat}" for column in GROUP_METRICS
-             for stat in ("mean", "std", "ci low", "ci high", "per seed")]
-    writer.writerow(["#", *keys, "n seeds", "seeds", *stats, "jobs", "overrides"])
+             for stat in ("mean", "std", "ci low", "ci high", f"per {unit}")]
+    writer.writerow(["#", *keys, f"n {unit}s", *columns, *stats, "jobs", "overrides"])
     for rank, group in enumerate(groups, start=1):
         numbers = []
         for path, _ in GROUP_METRICS.values():
             i = group.interval(path)
             numbers += ["" if v is None else v for v in (i.mean, i.std, i.low, i.high)]
             numbers.append(" ".join(repr(v) for v in group.values(path)))
-        writer.writerow([rank, *group_setting(group, keys), len(group.jobs), " ".join(group.seeds()), *numbers,
+        values = [" ".join(group.repeat_values(key)) for key in repeats]
+        writer.writerow([rank, *group_setting(group, keys), len(group.jobs), *values, *numbers,
                          " ".join(j.name for j in group.jobs), " ".join(group.overrides)])
     return out.getvalue()
 
 
 def group_name(group: ConfigurationGroup, keys: list[str]) -> str:
     """The group's TensorBoard run: its settings of the swept keys, as a directory name."""
-    name = ",".join(f"{k}={v}" for k, v in zip(keys, group_setting(group, keys))) or "all_seeds"
+    name = ",".join(f"{k}={v}" for k, v in zip(keys, group_setting(group, keys))) or f"all_{group.unit()}s"
     return re.sub(r"[^\w.=,+-]", "_", name)[:200]
 
 
 def write_group_hparams(sweep_dir: Path) -> Path | None:
     """One TensorBoard HParams entry per configuration group, in tensorboard_groups/<group>/: the
     hyperparameters of its jobs (training/tracking.py run_hparams, seed left out) and, per metric, the
-    mean, std, confidence interval and the number of seeds (NaN where one seed gives no std). The
-    directory is rewritten whole, so a group's numbers are never those of an earlier call. None when
-    the sweep's seeds are not swept."""
+    mean, std, confidence interval and the number of runs, `group/n_<unit>s` (NaN where one run gives
+    no std). The directory is rewritten whole, so a group's numbers are never those of an earlier call.
+    None when neither seeds nor folds are swept."""
     jobs, monitor = read_sweep(sweep_dir)
-    if not seed_is_swept(jobs):
+    if not swept_repeats(jobs):
         return None
     from torch.utils.tensorboard import SummaryWriter  # here: the CLI's tables need no torch
     from torch.utils.tensorboard.summary import hparams
@@ -329,7 +366,7 @@ def write_group_hparams(sweep_dir: Path) -> Path | None:
             values = {name: v for name, v in run_hparams(OmegaConf.load(config_path)).items() if name != SEED_KEY}
         except (OSError, TypeError, ValueError) as e:  # no config, or one from before a hyperparameter existed
             raise UserError(f"{config_path}: no HParams entry for its configuration ({e})") from None
-        metrics = {"group/n_seeds": float(len(group.jobs))}
+        metrics = {f"group/n_{group.unit()}s": float(len(group.jobs))}
         for path, tag in GROUP_METRICS.values():
             i = group.interval(path)
             for stat, value in (("mean", i.mean), ("std", i.std), ("ci_low", i.low), ("ci_high", i.high)):

@@ -63,6 +63,7 @@ ENTRIES = {
 # A value out of range for every number of the schema (a new number without a check fails the walk).
 OUT_OF_RANGE = {
     "seed": -1, "model.dropout": 1.0, "data.split_seed": -1, "data.max_len": 129,  # the tiny encoder: 128
+    "data.folds": 1, "data.fold": -1,
     "data.split.train": 0, "data.split.validation": 1.5, "data.split.test": -0.1,
     "optim.lr": 0, "optim.weight_decay": -0.1, "optim.eps": 0, "optim.betas": "[0.9,1.0]",
     "scheduler.warmup_ratio": 1.5, "scheduler.min_lr_ratio": -1,

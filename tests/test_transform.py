@@ -46,13 +46,17 @@ def test_pair_segments():
 
 
 def reference_longest_first(len_a, len_b, budget):
-    """Hugging Face's loop: drop one token from the longer text (the second on ties) until it fits."""
-    while len_a + len_b > budget:
-        if len_a > len_b:
-            len_a -= 1
-        else:
-            len_b -= 1
-    return len_a, len_b
+    """transformers' (the Rust `tokenizers`') longest-first, as written in tokenizers/src/utils/truncation.rs:
+    with n1 <= n2, n2 -> max(n1, budget - n1); if still too long, both -> budget / 2, the rest to n2."""
+    if len_a + len_b <= budget:
+        return len_a, len_b
+    swap = len_a > len_b
+    n1, n2 = (len_b, len_a) if swap else (len_a, len_b)
+    n2 = n1 if n1 > budget else max(n1, budget - n1)
+    if n1 + n2 > budget:
+        n1 = budget // 2
+        n2 = n1 + budget % 2
+    return (n2, n1) if swap else (n1, n2)
 
 
 @pytest.mark.parametrize("budget", [1, 2, 5, 8, 61])

@@ -1,5 +1,6 @@
 """Objects built from the Hydra config, shared by train.py and the benchmarks."""
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
@@ -7,14 +8,15 @@ from torch.utils.data import DataLoader
 from data.build import build_datasets, read_splits
 from data.dataset import ClassificationDataset, LengthGroupedBatchSampler, TrainingSteps
 from data.tokenizer import Tokenizer
-from data.transform import BERTSentenceTransform
+from data.transform import BERTSentenceTransform, framing_of
 from data.vocab_trim import training_tokenizer
 from evaluation.analysis import display_texts
 from inference.batches import eval_loader
 from training.optim import build_optimizer, cosine_with_warmup
-from model.bert import BertEncoder
 from model.classifier import BERTClassifier
 from model.dropout import use_fast_dropout
+from model.families import load_encoder, model_type_of_directory
+from model.hf_classifier import start_from_hf_head
 
 
 @dataclass
@@ -40,7 +42,8 @@ def build_data(cfg, ddp, device) -> TrainingData:
     splits = read_splits(cfg.data)  # read once: for trimming the vocabulary, the datasets and the analysis
     tokenizer, kept_rows = training_tokenizer(cfg.model, cfg.data, splits["train"])
     transform = BERTSentenceTransform(tokenizer, cfg.data.max_len, pair=bool(cfg.data.text_b_column),
-                                      text_prefix=cfg.data.text_prefix)
+                                      text_prefix=cfg.data.text_prefix,
+                                      framing=framing_of(model_type_of_directory(cfg.model.path), tokenizer))
     datasets, label_names, data_stats = build_datasets(cfg.data, transform, splits)
     for split, stats in data_stats.items():
         print(f"{split:>10}: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
@@ -60,17 +63,25 @@ def planned_steps(tcfg, steps_per_epoch: int) -> int:
     return min(total, tcfg.max_steps) if tcfg.max_steps else total
 
 
-def build_model(cfg, num_labels: int, device, kept_rows: list[int] | None = None) -> BERTClassifier:
-    encoder = BertEncoder.from_pretrained(cfg.model.path)
+def build_model(cfg, num_labels: int, device, kept_rows: list[int] | None = None,
+                label_names: list[str] | None = None) -> BERTClassifier:
+    """The pretrained encoder (any family, model/families.py) under a fresh head; with model.head=family
+    from a fine-tuned Hugging Face classifier of the same labels (`label_names`), under that classifier's head."""
+    encoder = load_encoder(cfg.model.path)
     if kept_rows is not None:  # model.trim_vocab (data/vocab_trim.py)
         encoder.keep_vocabulary(kept_rows)
-    model = BERTClassifier(encoder, num_labels, cfg.model.dropout, cfg.model.pooling).to(device)
+    model = BERTClassifier(encoder, num_labels, cfg.model.dropout, cfg.model.pooling, cfg.model.head)
+    if cfg.model.head == "family" and label_names is not None:
+        kept = start_from_hf_head(model, Path(cfg.model.path), label_names)
+        if kept:
+            print(kept)
+    model = model.to(device)
     use_fast_dropout(model, cfg.model.fast_dropout)
     model.first_token_only = cfg.model.first_token_only
     if cfg.model.freeze_embeddings:
         model.encoder.embeddings.requires_grad_(False)
-    if cfg.model.pooling != "pooler":  # cls/mean never use it: no gradient to wait for (DDP) or apply
-        model.encoder.pooler.requires_grad_(False)
+    if model.pooling != "pooler" and model.encoder.pooler is not None:
+        model.encoder.pooler.requires_grad_(False)  # cls/mean never use it: no gradient to wait for (DDP) or apply
     return model
 
 

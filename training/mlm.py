@@ -30,11 +30,12 @@ from common.cli import check_overrides
 from common.errors import UserError, exit_on_user_error
 from data.build import read_splits
 from data.dataset import ClassificationDataset, LengthGroupedBatchSampler
-from data.transform import BERTSentenceTransform
+from data.transform import BERTSentenceTransform, framing_of
 from data.vocab_trim import training_tokenizer
 from training.optim import build_optimizer, cosine_with_warmup
 from inference.runtime import autocast, configure_cpu, seed_everything
-from model.bert import BertEncoder, ours_to_hf
+from model.blocks import Encoder
+from model.families import family_of_encoder, load_encoder
 
 MASK_TOKENS = ("<mask>", "[MASK]")
 
@@ -42,7 +43,7 @@ MASK_TOKENS = ("<mask>", "[MASK]")
 class MaskedLMHead(nn.Module):
     """BERT's prediction head; the decoder is the encoder's word-embedding table (tied)."""
 
-    def __init__(self, encoder: BertEncoder):
+    def __init__(self, encoder: Encoder):
         super().__init__()
         h = encoder.config.hidden_size
         self.dense, self.norm = nn.Linear(h, h), nn.LayerNorm(h, eps=encoder.config.layer_norm_eps)
@@ -111,13 +112,15 @@ def held_out_score(encoder, head, dataset, mask_args, mixed_precision, batch_siz
     return losses / count, hits / count
 
 
-def save_encoder(out: Path, encoder: BertEncoder, tokenizer, source: dict):
-    """A Hugging Face BertModel directory; the pooler is left out (it was never trained here)."""
+def save_encoder(out: Path, encoder: Encoder, tokenizer, source: dict):
+    """A Hugging Face base-model directory of the encoder's family (BertModel, RobertaModel, ...); the
+    pooler is left out (it was never trained here)."""
     out.mkdir(parents=True, exist_ok=True)
-    state = {ours_to_hf(k, prefix=""): v.detach().float().contiguous()
+    state = {encoder.hf_name(k, with_prefix=False): v.detach().float().contiguous()
              for k, v in encoder.state_dict().items() if not k.startswith("pooler.")}
     save_file(state, str(out / "model.safetensors"))
-    config = {"architectures": ["BertModel"], "model_type": "bert", **encoder.config.to_dict(), "source": source}
+    base_model = family_of_encoder(encoder).architecture.replace("ForSequenceClassification", "Model")
+    config = {"architectures": [base_model], **encoder.config.to_dict(), "source": source}
     (out / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     tokenizer.save(out)
 
@@ -135,11 +138,17 @@ def main(cfg: DictConfig):
     mask_id = next((tokenizer.token_to_id(t) for t in MASK_TOKENS if tokenizer.token_to_id(t) is not None), None)
     if mask_id is None:
         raise UserError(f"{cfg.model.path}: vocabulary has no mask token (looked for {', '.join(MASK_TOKENS)})")
-    transform = BERTSentenceTransform(tokenizer, cfg.data.max_len, text_prefix=cfg.data.text_prefix)
+    encoder = load_encoder(cfg.model.path)
+    if getattr(encoder.config, "embedding_size", None) not in (None, encoder.config.hidden_size):
+        # The head's decoder is the word-embedding table, embedding_size wide; this head is hidden_size wide.
+        raise UserError(f"{cfg.model.path}: ELECTRA with embedding_size {encoder.config.embedding_size} != "
+                        f"hidden_size {encoder.config.hidden_size}: continued MLM pretraining supports tied "
+                        "decoders of the hidden width only")
+    transform = BERTSentenceTransform(tokenizer, cfg.data.max_len, text_prefix=cfg.data.text_prefix,
+                                      framing=framing_of(encoder.config.model_type, tokenizer))
     splits = read_splits(cfg.data)  # the training split's texts only; validation texts only score
     train, held_out = (ClassificationDataset(splits[s].texts, None, transform) for s in ("train", "validation"))
 
-    encoder = BertEncoder.from_pretrained(cfg.model.path)
     if kept_rows is not None:
         encoder.keep_vocabulary(kept_rows)
     head = MaskedLMHead(encoder)

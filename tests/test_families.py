@@ -1,0 +1,158 @@
+"""Every encoder family equals transformers: tiny random models built by transformers from configs, saved
+as transformers saves them, loaded by us (model/families.py). Hidden states, pooled outputs, the family's
+own classification head's logits and the gradients agree within 1e-5 on padded batches, single texts and
+pairs; unknown model types and mismatched weights are refused in one line."""
+import json
+
+import pytest
+import torch
+
+from common.errors import UserError
+from model.classifier import BERTClassifier
+from model.families import FAMILIES, hf_head_name, load_encoder
+from model.hf_classifier import load_hf_classifier
+
+transformers = pytest.importorskip("transformers", reason="transformers is a test-only dependency")
+
+VOCAB = 99
+SHAPE = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+ROBERTA_SHAPE = dict(SHAPE, max_position_embeddings=66, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                     type_vocab_size=1)
+CONFIGS = {
+    "bert": lambda: transformers.BertConfig(**SHAPE, max_position_embeddings=64),
+    "roberta": lambda: transformers.RobertaConfig(**ROBERTA_SHAPE),
+    "xlm-roberta": lambda: transformers.XLMRobertaConfig(**ROBERTA_SHAPE),
+    "camembert": lambda: transformers.CamembertConfig(**ROBERTA_SHAPE),
+    "electra": lambda: transformers.ElectraConfig(**SHAPE, embedding_size=32, max_position_embeddings=64),
+    "electra-projected": lambda: transformers.ElectraConfig(**SHAPE, embedding_size=16, max_position_embeddings=64),
+    "distilbert": lambda: transformers.DistilBertConfig(vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4,
+                                                        hidden_dim=64, max_position_embeddings=64),
+    "distilbert-sinusoidal": lambda: transformers.DistilBertConfig(
+        vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64,
+        sinusoidal_pos_embds=True, activation="relu"),
+}
+PAIRED = {"bert", "electra", "electra-projected"}  # families with token types
+
+
+def saved(tmp_path, name, kind, num_labels=3, seed=0):
+    """A random transformers model of family `name` (AutoModel or AutoModelForSequenceClassification),
+    saved with save_pretrained; returns (directory, the model)."""
+    torch.manual_seed(seed)
+    config = CONFIGS[name]()
+    config.num_labels = num_labels
+    auto = transformers.AutoModel if kind == "base" else transformers.AutoModelForSequenceClassification
+    model = auto.from_config(config).eval()
+    directory = tmp_path / f"{name}-{kind}"
+    model.save_pretrained(directory)
+    return directory, model
+
+
+def padded_batch(pad_id, lengths, pairs=False, seed=0):
+    """Right-padded ids (pad_id in the padding, never inside the text), the mask, segment ids."""
+    g = torch.Generator().manual_seed(seed)
+    T = max(lengths)
+    ids = torch.randint(5, VOCAB, (len(lengths), T), generator=g)
+    mask = torch.arange(T)[None] < torch.tensor(lengths)[:, None]
+    ids[~mask] = pad_id
+    segments = ((torch.arange(T)[None] >= torch.tensor(lengths)[:, None] // 2) & mask).long() if pairs \
+        else torch.zeros_like(ids)
+    return ids, mask, segments
+
+
+def hf_inputs(name, ids, mask, segments):
+    inputs = {"input_ids": ids, "attention_mask": mask.long()}
+    if name in PAIRED:
+        inputs["token_type_ids"] = segments
+    return inputs
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("lengths", [[17, 9, 3, 1], [40, 2]], ids=["padded", "long-padding"])
+def test_encoder_hidden_states_match_transformers(tmp_path, name, lengths):
+    directory, theirs = saved(tmp_path, name, "base")
+    ours = load_encoder(directory).eval()
+    pairs = name in PAIRED
+    ids, mask, segments = padded_batch(ours.config.pad_token_id, lengths, pairs)
+    with torch.no_grad():
+        hidden, pooled = ours(ids, mask, segments)
+        ref = theirs(**hf_inputs(name, ids, mask, segments))
+    assert (hidden - ref.last_hidden_state)[mask].abs().max() < 1e-5
+    if pooled is not None:
+        assert (pooled - ref.pooler_output).abs().max() < 1e-5
+    else:
+        assert getattr(ref, "pooler_output", None) is None
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_family_head_logits_and_gradients_match_transformers(tmp_path, name):
+    directory, theirs = saved(tmp_path, name, "classifier")
+    ours, labels, multi_label, _, family = load_hf_classifier(directory)
+    assert labels == ["LABEL_0", "LABEL_1", "LABEL_2"] and not multi_label
+    ids, mask, segments = padded_batch(ours.encoder.config.pad_token_id, [12, 7, 2], name in PAIRED)
+    target = torch.tensor([0, 2, 1])
+    ours.eval(), theirs.eval()  # dropout off on both: gradients of the same function
+    logits = ours(ids, mask.sum(-1), segments)
+    ref = theirs(**hf_inputs(name, ids, mask, segments)).logits
+    assert (logits - ref).abs().max() < 1e-5
+    torch.nn.functional.cross_entropy(logits, target).backward()
+    torch.nn.functional.cross_entropy(ref, target).backward()
+    their_grads = {k: p.grad for k, p in theirs.named_parameters() if p.grad is not None}
+    compared = 0
+    for key, p in ours.named_parameters():
+        if key.startswith("encoder.pooler.") and ours.pooling != "pooler":
+            assert p.grad is None  # the family head never reads it
+            continue
+        hf = (ours.encoder.hf_name(key.removeprefix("encoder.")) if key.startswith("encoder.")
+              else hf_head_name(family, key))
+        assert (p.grad - their_grads[hf]).abs().max() < 1e-5, key
+        compared += 1
+    assert compared == len(their_grads)
+
+
+def test_roberta_positions_start_after_the_padding_index(tmp_path):
+    """The case a BERT embedding gets wrong without a word: the first token's position row is pad + 1."""
+    directory, _ = saved(tmp_path, "roberta", "base")
+    encoder = load_encoder(directory)
+    mask = torch.tensor([[True, True, True, False]])
+    assert encoder.embeddings.positions(mask).tolist() == [[2, 3, 4, 1]]
+
+
+def test_sinusoidal_position_table_is_read_as_stored(tmp_path):
+    directory, theirs = saved(tmp_path, "distilbert-sinusoidal", "base")
+    table = load_encoder(directory).embeddings.position.weight
+    assert torch.equal(table, theirs.embeddings.position_embeddings.weight.detach())
+    assert abs(table[1, 0].item() - torch.sin(torch.tensor(1.0)).item()) < 1e-6  # sin(position / 10000^0)
+
+
+def test_linear_head_refuses_the_pooler_a_family_lacks(tmp_path):
+    directory, _ = saved(tmp_path, "distilbert", "base")
+    with pytest.raises(UserError, match="DistilBERT has no pooler; use model.pooling=cls or mean"):
+        BERTClassifier(load_encoder(directory), 3, pooling="pooler")
+    assert BERTClassifier(load_encoder(directory), 3, pooling="mean").pooling == "mean"
+
+
+@pytest.mark.parametrize("model_type", ["deberta-v2", "albert", "gpt2"])
+def test_unknown_model_type_is_one_line(tmp_path, model_type):
+    directory, _ = saved(tmp_path, "bert", "base")
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, "model_type": model_type}))
+    with pytest.raises(UserError) as e:
+        load_encoder(directory)
+    assert "\n" not in str(e.value)
+    assert f"model_type={model_type!r} is not supported" in str(e.value) and "config.json" in str(e.value)
+
+
+def test_a_weight_that_does_not_map_is_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    directory, _ = saved(tmp_path, "electra-projected", "base")
+    state = load_file(str(directory / "model.safetensors"))
+    del state["embeddings_project.weight"]
+    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(UserError, match="weights do not fit the ELECTRA config: missing 1 keys"):
+        load_encoder(directory)
+
+
+def test_every_family_is_tested():
+    assert set(FAMILIES) <= {name.split("-")[0] if name.startswith(("electra", "distilbert")) else name
+                             for name in CONFIGS}
