@@ -130,6 +130,7 @@ class DataConfig:
     label_column: str = "label"
     text_b_column: Optional[str] = None
     delimiter: str = ";"
+    encoding: str = "utf-8"  # any text codec Python knows: checked by common/checks.py
     decode_errors: DecodeErrors = DecodeErrors.strict
     empty_text: EmptyText = EmptyText.skip
     labels: Optional[list[str]] = None

@@ -23,7 +23,8 @@ def read_file(data_cfg, path) -> Examples:
                              data_cfg.format, data_cfg.delimiter, data_cfg.decode_errors, data_cfg.empty_text,
                              label_delimiter=data_cfg.get("label_delimiter"),
                              multi_label=data_cfg.get("multi_label"),
-                             allow_empty_labels=data_cfg.get("allow_empty_labels", False))
+                             allow_empty_labels=data_cfg.get("allow_empty_labels", False),
+                             encoding=data_cfg.get("encoding", "utf-8"))
     return drop_duplicates(examples) if data_cfg.get("dedup", False) else examples
 
 

@@ -4,6 +4,7 @@ A file is single-label (one name per text) or multi-label (a tuple of names per 
 or label cells joined by data.label_delimiter). Every problem a user can cause is reported as
 `file:line: what` in one line (UserError).
 """
+import codecs
 import csv
 import io
 import json
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.checks import check_encoding
 from common.errors import UserError
 
 REPLACEMENT_CHAR = "\ufffd"
@@ -40,17 +42,49 @@ class Examples:
                         pick(self.texts_b) if self.texts_b is not None else None, multi_label=self.multi_label)
 
 
-def decode(raw: bytes, path: Path, errors: str) -> str:
-    """UTF-8 decoding with a stated policy: 'strict' fails naming the line, 'replace' puts U+FFFD
-    for each bad byte (count them afterwards with `count_repaired`)."""
+def decode(raw: bytes, path: Path, errors: str, encoding: str = "utf-8") -> str:
+    """Decoding in data.encoding with a stated policy: 'strict' fails naming the line, 'replace' puts
+    U+FFFD for each bad byte (count them afterwards with `count_repaired`). UTF-8 accepts a BOM; UTF-16
+    and UTF-32 read theirs."""
+    codec = python_codec(encoding)
+    if codec == "utf-8":
+        codec = "utf-8-sig"
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode(codec)
     except UnicodeDecodeError as e:
         if errors == "strict":
-            line = raw[:e.start].count(b"\n") + 1
-            raise UserError(f"{path}:{line}: invalid UTF-8 byte 0x{raw[e.start]:02x} "
-                            "(set data.decode_errors=replace to repair such bytes)") from None
-    return raw.decode("utf-8-sig", errors="replace")
+            raise UserError(undecodable(raw, path, codec, e)) from None
+    return raw.decode(codec, errors="replace")
+
+
+def python_codec(encoding: str) -> str:
+    check_encoding(encoding)  # already checked with the config; readers are also called directly
+    return codecs.lookup(encoding).name
+
+
+# Where UTF-8 fails, what Korean files usually are: Excel's "Unicode text" (UTF-16 with a BOM) and the
+# Korean Windows code page (CP949, a superset of EUC-KR), in which public AI Hub copies are distributed.
+LIKELY_ENCODINGS = (("utf-16", "UTF-16 with a byte order mark (Excel's Unicode text)"),
+                    ("cp949", "CP949 / EUC-KR (Korean Windows, Excel's CSV)"))
+
+
+def undecodable(raw: bytes, path: Path, codec: str, e: UnicodeDecodeError) -> str:
+    line = raw[:e.start].decode(codec, errors="replace").count("\n") + 1
+    if codec != "utf-8-sig":
+        return (f"{path}:{line}: byte 0x{raw[e.start]:02x} is not valid {codec} (set data.encoding to the file's "
+                "encoding, or data.decode_errors=replace to repair such bytes)")
+    for candidate, described in LIKELY_ENCODINGS:
+        if candidate == "utf-16" and not raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            continue
+        try:
+            text = raw.decode(candidate)
+        except UnicodeDecodeError:
+            continue
+        sample = text.split("\n")[line - 1].strip()[:40]  # the user can see whether it reads as Korean
+        return (f"{path}:{line}: not UTF-8, but the whole file decodes as {described}, line {line} reading "
+                f"{sample!r}: set data.encoding={candidate}")
+    return (f"{path}:{line}: invalid UTF-8 byte 0x{raw[e.start]:02x} "
+            "(set data.decode_errors=replace to repair such bytes)")
 
 
 def count_repaired(texts: list[str]) -> int:
@@ -68,7 +102,7 @@ def detect_format(path: Path) -> str:
 
 def read_examples(path, text_column="text", label_column="label", text_b_column=None,
                   format="auto", delimiter=";", decode_errors="strict", empty_text="skip",
-                  label_delimiter=None, multi_label=None, allow_empty_labels=False) -> Examples:
+                  label_delimiter=None, multi_label=None, allow_empty_labels=False, encoding="utf-8") -> Examples:
     """Reads (text, label) rows. `txt` is header-less `text<delimiter>label`, split on the last delimiter.
 
     Multi-label when `multi_label` is true, or when it is None and the file holds JSONL lists of labels
@@ -91,7 +125,7 @@ def read_examples(path, text_column="text", label_column="label", text_b_column=
     if fmt == "xlsx":  # binary: cells are already text, no decoding policy applies
         rows = _xlsx_rows(path, columns)
     else:
-        text = decode(path.read_bytes(), path, decode_errors)
+        text = decode(path.read_bytes(), path, decode_errors, encoding)
         rows = readers[fmt](text, path, columns, "\t" if fmt == "tsv" else "," if fmt == "csv" else delimiter)
     texts, raw_labels, line_numbers, texts_b, n_empty = [], [], [], [], 0
     for line_no, row in rows:

@@ -32,6 +32,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from common.errors import UserError, exit_on_user_error
+from common.overrides import override_meaning
 from evaluation.predictions import Predictions, predictions_path, read_predictions
 
 METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}  # key -> as printed
@@ -94,7 +95,8 @@ def sweep_side(sweep_dir: Path, spec: str, split: str) -> list[Run]:
             raise UserError(f"{sweep_dir}: no configuration {spec} (it has {len(groups)}, see summary.md)")
         chosen = [groups[int(spec) - 1]]
     else:
-        chosen = [g for g in groups if set(spec.split()) <= set(g.overrides)]
+        wanted = {override_meaning("config", o) for o in spec.split()}  # 5e-5 is 5e-05, 문장 is '문장'
+        chosen = [g for g in groups if wanted <= {override_meaning("config", o) for o in g.overrides}]
         if len(chosen) != 1:
             raise UserError(f"{sweep_dir}: {spec!r} matches {len(chosen)} configurations, not one "
                             f"(give more overrides, or the row number from summary.md)")
