@@ -24,19 +24,17 @@ TABLE_TEXT_CHARS = 300  # longer texts are cut in the TensorBoard table (the CSV
 # render and show nothing readable. Beyond this, the classes with the most errors; metrics keep them all.
 MAX_DRAWN_CLASSES = 30
 log = logging.getLogger(__name__)
-_warned_class_counts = set()  # one warning per run, not one per validation
 
 
-def most_errors(errors, limit: int = MAX_DRAWN_CLASSES) -> np.ndarray:
-    """Ids of the (at most `limit`) classes with the most errors, in id order; every class when there are
-    no more than `limit`."""
+def most_errors(errors, limit: int | None = None) -> np.ndarray:
+    """Ids of the (at most `limit`, default MAX_DRAWN_CLASSES) classes with the most errors, in id order;
+    every class when there are no more than `limit`."""
+    limit = MAX_DRAWN_CLASSES if limit is None else limit
     errors = np.asarray(errors)
     if len(errors) <= limit:
         return np.arange(len(errors))
-    if len(errors) not in _warned_class_counts:
-        _warned_class_counts.add(len(errors))
-        log.warning("%d classes: the error images and PR curves show the %d with the most errors; the metrics "
-                    "and metrics.json keep every class", len(errors), limit)
+    log.warning("%d classes: the error images and PR curves show the %d with the most errors; the metrics "
+                "and metrics.json keep every class", len(errors), limit)
     return np.sort(np.argsort(-errors, kind="stable")[:limit])
 
 
@@ -138,12 +136,12 @@ def confusion_figure(confusion, label_names: list[str], shown=None) -> Figure:
     return fig
 
 
-def label_errors_figure(per_class: dict, limit: int = MAX_DRAWN_CLASSES) -> Figure:
+def label_errors_figure(per_class: dict, limit: int | None = None) -> Figure:
     """Multi-label's confusion view: per label, texts predicted with it but not carrying it (false
     positives) and texts carrying it that it missed (false negatives), labels by errors, most first
     (the `limit` labels with the most)."""
     names = sorted(per_class, key=lambda name: -(per_class[name]["false_positives"]
-                                                 + per_class[name]["false_negatives"]))[:limit]
+                                                 + per_class[name]["false_negatives"]))[:limit or MAX_DRAWN_CLASSES]
     fp = [per_class[name]["false_positives"] for name in names]
     fn = [per_class[name]["false_negatives"] for name in names]
     fig = Figure(figsize=(7, max(3.0, 0.28 * len(names) + 1.2)), layout="constrained")
@@ -158,10 +156,12 @@ def label_errors_figure(per_class: dict, limit: int = MAX_DRAWN_CLASSES) -> Figu
     return fig
 
 
-def errors_figure(evaluation, label_names: list[str]) -> Figure:
+def errors_figure(evaluation, label_names: list[str], shown=None) -> Figure:
+    """`shown`: drawn_classes(evaluation), when the caller has it already."""
     if evaluation.multi_label:
         return label_errors_figure(evaluation.metrics["per_class"])
-    return confusion_figure(evaluation.metrics["confusion_matrix"], label_names, drawn_classes(evaluation))
+    shown = drawn_classes(evaluation) if shown is None else shown
+    return confusion_figure(evaluation.metrics["confusion_matrix"], label_names, shown)
 
 
 def figure_pixels(fig: Figure) -> np.ndarray:
@@ -178,10 +178,11 @@ def log_analysis(writer, tag: str, evaluation, label_names: list[str], texts: li
     the most errors), and the `{tag}/highest_loss` table. Drawing the
     figure is most of its cost (BENCHMARKS.md → Figures the code relies on)."""
     image = "label_errors" if evaluation.multi_label else "confusion_matrix"
-    writer.add_image(f"{tag}/{image}", figure_pixels(errors_figure(evaluation, label_names)), step,
+    shown = drawn_classes(evaluation)
+    writer.add_image(f"{tag}/{image}", figure_pixels(errors_figure(evaluation, label_names, shown)), step,
                      dataformats="HWC")
     probabilities = evaluation.probabilities
-    for class_id in drawn_classes(evaluation):
+    for class_id in shown:
         name = label_names[class_id]
         gold = evaluation.labels[:, class_id] == 1 if evaluation.multi_label else evaluation.labels == class_id
         writer.add_pr_curve(f"{tag}/pr/{name}", gold, probabilities[:, class_id], step)
