@@ -87,7 +87,7 @@ def train_in(cfg: DictConfig, run_dir: Path, ddp, device) -> float:
     if resume_dir is not None:
         if data.kept_rows is not None:
             check_trimmed_vocabulary(resume_dir, data.tokenizer)
-        identity["changes"] = checked_resume(resume_dir, identity, tcfg.resume_changes, run_dir)
+        identity["changes"], changed_now = checked_resume(resume_dir, identity, tcfg.resume_changes, run_dir)
     # softmax cross-entropy, or a sigmoid per label (multi-label data); class weights, smoothing, pos_weight
     objective, loss_weights = build_objective(cfg.loss, data.label_names, data.datasets["train"].labels)
     print(describe_objective(objective, data.label_names, loss_weights, tcfg))
@@ -111,7 +111,7 @@ def train_in(cfg: DictConfig, run_dir: Path, ddp, device) -> float:
         load_weights(resume_dir, model)
         configured = optimizer_settings(optimizer, scheduler)
         progress = read_training_state(resume_dir, optimizer, scheduler, ddp.rank)
-        if any(change["step"] == progress.step for change in identity["changes"]):  # trainer.resume_changes
+        if changed_now:  # trainer.resume_changes: the config's optimizer settings hold from here on
             adopt_settings(optimizer, scheduler, configured)
         if ddp.is_main and progress.best is not None and resume_dir.parent != best_dir.parent:
             carry_best_checkpoint(resume_dir, best_dir)  # resumed into another run directory
@@ -148,15 +148,17 @@ def train_in(cfg: DictConfig, run_dir: Path, ddp, device) -> float:
     return progress.best[tcfg.monitor]
 
 
-def checked_resume(resume_dir: Path, identity: dict, allowed, run_dir: Path) -> list[dict]:
-    """The changes since the run started that the user allowed (trainer.resume_changes); any other
-    difference is refused before anything is built or trained (training/run_identity.py)."""
+def checked_resume(resume_dir: Path, identity: dict, allowed, run_dir: Path) -> tuple[list[dict], bool]:
+    """The changes since the run started that the user allowed (trainer.resume_changes), and whether this
+    resume adds any; any other difference is refused before anything is built or trained
+    (training/run_identity.py)."""
     recorded = read_identity(resume_dir)
     if recorded is None:  # written before run identities existed: nothing to compare against
         print(f"note: {resume_dir} records no run identity (an older checkpoint): data and settings not checked")
-        return []
+        return [], False
     try:
-        return compare_identity(recorded, identity, allowed, resume_dir, recorded_step(resume_dir))
+        changes = compare_identity(recorded, identity, allowed, resume_dir, recorded_step(resume_dir))
+        return changes, len(changes) > len(recorded.get("changes", []))
     except UserError:
         restore_hydra_record(run_dir, resume_dir)
         raise
