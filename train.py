@@ -24,7 +24,7 @@ from common.checks import check_train
 from common.cli import check_overrides
 from common.errors import UserError, exit_on_user_error
 from common.output_paths import check_output_dir
-from common.run_lock import run_directory_lock
+from common.run_lock import check_run_directory_argument, run_directory_lock
 from evaluation.analysis import write_analysis, write_calibration_analysis
 from training.build import build_data, build_model, build_optimization, loader_options, planned_steps
 from training.distributed import (NullWriter, init_distributed, launch_env, leaves_process_group, share_from_main,
@@ -212,4 +212,5 @@ def score_best_checkpoint(run: Training, cfg, progress: TrainingProgress, test_s
 
 if __name__ == "__main__":
     check_overrides("config", checks=check_config)
+    exit_on_user_error(check_run_directory_argument)(sys.argv[1:])  # before Hydra writes into it
     main()

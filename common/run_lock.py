@@ -11,6 +11,7 @@ import socket
 from pathlib import Path
 
 from common.errors import UserError
+from common.output_paths import check_output_dir
 
 LOCK = ".run.lock"
 
@@ -38,6 +39,11 @@ def holder(lock: Path) -> dict | None:
     return owner if process_alive(owner["pid"]) and owner["pid"] != os.getpid() else None
 
 
+def busy(run_dir, owner: dict) -> str:
+    return (f"{run_dir}: another run (pid {owner['pid']} on {owner['host']}) is writing into this directory; "
+            f"wait for it, or remove {Path(run_dir) / LOCK} if it is gone")
+
+
 def acquire(run_dir: Path) -> Path:
     lock = Path(run_dir) / LOCK
     record = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
@@ -47,8 +53,7 @@ def acquire(run_dir: Path) -> Path:
         except FileExistsError:
             owner = holder(lock)
             if owner is not None:
-                raise UserError(f"{run_dir}: another run (pid {owner['pid']} on {owner['host']}) is writing into "
-                                f"this directory; wait for it, or remove {lock} if it is gone") from None
+                raise UserError(busy(run_dir, owner)) from None
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()
             continue
@@ -71,3 +76,18 @@ def run_directory_lock(run_dir: Path, enabled: bool = True):
         if lock is not None:
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()
+
+
+def check_run_directory_argument(argv: list[str]):
+    """`hydra.run.dir=DIR` on the command line, checked before Hydra creates DIR and writes `.hydra/` into it:
+    a path that cannot be a directory, or a directory another run is writing (its record would be
+    overwritten before train.py could refuse), is one line. The lock itself is taken later, by train()."""
+    if any(arg in ("-m", "--multirun") for arg in argv):  # each job gets its own directory
+        return
+    for arg in argv:
+        key, given, value = arg.partition("=")
+        if key == "hydra.run.dir" and given and value and "${" not in value:
+            check_output_dir(value, key)
+            owner = holder(Path(value) / LOCK)
+            if owner is not None:
+                raise UserError(busy(value, owner))

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from common.errors import UserError
-from common.run_lock import LOCK, acquire, run_directory_lock
+from common.run_lock import LOCK, acquire, check_run_directory_argument, run_directory_lock
 from tests.test_loop import composed
 from train import train
 
@@ -52,3 +52,14 @@ def test_lock_is_released_when_the_run_fails(tiny_model_dir, tiny_data, tmp_path
         train(composed(tiny_model_dir, tiny_data, "data.train=null"), tmp_path)
     assert not (tmp_path / LOCK).exists()
     acquire(tmp_path).unlink()  # free for the next run
+
+
+def test_a_directory_being_written_is_refused_before_hydra_writes_its_record(other_live_process, tmp_path):
+    """train.py's __main__ checks hydra.run.dir before Hydra overwrites `.hydra/` of the run writing there."""
+    held_by(tmp_path, other_live_process)
+    with pytest.raises(UserError, match=f"another run \\(pid {other_live_process} "):
+        check_run_directory_argument(["data=emotion", f"hydra.run.dir={tmp_path}"])
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="hydra.run.dir=.*/file/run: .*/file is a file, not a directory"):
+        check_run_directory_argument([f"hydra.run.dir={tmp_path / 'file' / 'run'}"])
+    check_run_directory_argument(["-m", f"hydra.run.dir={tmp_path}"])  # a sweep: each job has its own directory
