@@ -186,7 +186,7 @@ class TrainerConfig:
     projector_max_examples: int = 5000
     save_every_steps: Optional[int] = 500
     resume: Optional[str] = None  # null | auto | a path
-    resume_changes: list[str] = field(default_factory=list)  # config keys a resume may find changed (training/run_identity.py)
+    resume_changes: list[str] = field(default_factory=list)  # keys a resume may find changed: training/run_identity.py
     on_nonfinite: OnNonfinite = OnNonfinite.stop
     val_every_steps: Optional[int] = None
     patience: Optional[int] = None
