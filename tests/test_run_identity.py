@@ -12,6 +12,7 @@ import training.loop
 from common.errors import UserError
 from evaluation.predictions import read_predictions
 from tests.conftest import make_examples, write_jsonl
+from training.optim import cosine_with_warmup
 from tests.test_loop import composed
 from train import train
 
@@ -98,12 +99,15 @@ def test_an_allowed_change_is_in_effect_and_recorded(finished_run, tiny_model_di
     def spying_fit(run, progress):
         seen["base_lrs"] = list(run.scheduler.base_lrs)
         seen["initial_lr"] = run.optimizer.param_groups[0]["initial_lr"]
+        seen["lr"] = run.optimizer.param_groups[0]["lr"]
         return fit(run, progress)
 
     monkeypatch.setattr("train.fit", spying_fit)
     train(composed(tiny_model_dir, tiny_data, "trainer.batch_size=48", "trainer.max_epochs=2", "optim.lr=1e-3",
                    "trainer.resume=auto", "trainer.resume_changes=[optim.lr,trainer.max_epochs]"), run_dir)
     assert seen["initial_lr"] == 1e-3 and set(seen["base_lrs"]) == {1e-3}  # the new peak rate, not the saved one
+    # the rate of the first resumed step: the schedule of the new 10 steps (1 of warmup) at step 5, new peak
+    assert seen["lr"] == pytest.approx(1e-3 * cosine_with_warmup(5, 1, 10))
     last = run_dir / "checkpoints" / "last"
     assert OmegaConf.load(last / "train_config.yaml").optim.lr == 1e-3
     changes = json.loads((run_dir / "metrics.json").read_text())["resume_changes"]
