@@ -96,7 +96,7 @@ def read_examples(path, text_column="text", label_column="label", text_b_column=
     if fmt == "xlsx":  # binary: cells are already text, no decoding policy applies
         rows = _xlsx_rows(path, columns)
     else:
-        text = decode(path.read_bytes(), path, decode_errors)  # the bytes are freed once decoded
+        text = decode(path.read_bytes(), path, decode_errors)
         rows = readers[fmt](text, path, columns, "\t" if fmt == "tsv" else "," if fmt == "csv" else delimiter)
     texts, raw_labels, line_numbers, texts_b, n_empty = [], [], [], [], 0
     for line_no, row in rows:
