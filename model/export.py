@@ -101,8 +101,9 @@ def hf_state_dict(model: BERTClassifier, info: ClassifierInfo) -> dict:
     family = family_of_encoder(model.encoder)
     state = {k: v for k, v in hf_encoder_state(model.encoder).items()
              if family.head_pooling == "pooler" or ".pooler." not in f".{k}"}
-    if model.pre_head is not None:
-        state |= {hf_head_name(family, f"pre_head.{k}"): v for k, v in model.pre_head.state_dict().items()}
+    for name in ("pre_head", "pre_norm"):
+        if getattr(model, name) is not None:
+            state |= {hf_head_name(family, f"{name}.{k}"): v for k, v in getattr(model, name).state_dict().items()}
     state |= {hf_head_name(family, f"head.{k}"): v for k, v in head_with_temperature(model, info).items()}
     return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
 

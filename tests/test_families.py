@@ -30,7 +30,18 @@ CONFIGS = {
     "distilbert-sinusoidal": lambda: transformers.DistilBertConfig(
         vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64,
         sinusoidal_pos_embds=True, activation="relu"),
+    # a local window of 8 (4 each side) on layer 1, global layers 0 and 2: sequences of 17 and 40 reach past it
+    "modernbert": lambda: transformers.ModernBertConfig(
+        **MODERNBERT_SHAPE, global_attn_every_n_layers=2, global_rope_theta=500.0, local_rope_theta=50.0),
+    # every bias and norm bias on, mean pooling, rope_parameters and layer_types as transformers 5 writes them
+    "modernbert-mean": lambda: transformers.ModernBertConfig(
+        **MODERNBERT_SHAPE, layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1000.0},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": 80.0}},
+        attention_bias=True, mlp_bias=True, norm_bias=True, classifier_bias=True, classifier_pooling="mean"),
 }
+MODERNBERT_SHAPE = dict(SHAPE, num_hidden_layers=3, local_attention=8, max_position_embeddings=64, pad_token_id=0,
+                        bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2)
 PAIRED = {"bert", "electra", "electra-projected"}  # families with token types
 
 
