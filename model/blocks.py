@@ -154,6 +154,7 @@ class Encoder(nn.Module):
     attention_dropout_out = True
     hf_prefix = ""
     hf_key_rules: list = []
+    onnx_exportable = True  # model/export.py's format=onnx and predict.py's runtime=onnx
 
     @classmethod
     def hf_name(cls, key: str, with_prefix: bool = True) -> str:

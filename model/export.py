@@ -146,6 +146,13 @@ class WithHFInputs(nn.Module):
         return self.model(input_ids, attention_mask.sum(-1), token_type_ids)
 
 
+def check_onnx_exportable(model: BERTClassifier, source: Path):
+    encoder = type(model.encoder)
+    if not encoder.onnx_exportable:
+        raise UserError(f"{source}: format=onnx (and runtime=onnx) is not supported for {encoder.display_name}: "
+                        "use format=hf, or predict.py with runtime=torch")
+
+
 def export_onnx(loaded: LoadedClassifier, source: Path, out: Path, opset: int) -> list[str]:
     # Exporter: torch 2.13's default, the torch.export-based one (dynamo=True), which needs onnxscript.
     # The TorchScript exporter (dynamo=False) also exports this model with the same outputs today and
@@ -154,6 +161,7 @@ def export_onnx(loaded: LoadedClassifier, source: Path, out: Path, opset: int) -
     missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
     if missing:  # torch.onnx imports them lazily, deep in the export: say it here, in one line
         raise UserError(f"format=onnx needs {' and '.join(missing)}: pip install -r requirements-dev.txt")
+    check_onnx_exportable(loaded.model, source)
     out.mkdir(parents=True, exist_ok=True)
     model = loaded.model.float().cpu()
     with torch.no_grad():  # the temperature into the head, as for format=hf

@@ -210,6 +210,9 @@ class ModernBertEncoder(Encoder):
     has_pooler = False
     hf_prefix = "model."
     hf_key_rules = HF_KEY_RULES
+    # onnxruntime's transformer optimizer (inference/onnx_predictor.py) fails on its graph, and the graph
+    # is not tested against ours: refused rather than shipped unchecked
+    onnx_exportable = False
 
     def __init__(self, cfg: ModernBertConfig):
         super().__init__(cfg, ModernBertEmbeddings(cfg))
