@@ -229,9 +229,10 @@ class ModernBertEncoder(Encoder):
         position 0's query still sees the keys its layer's mask allows."""
         B, T = token_ids.shape
         key_mask = attention_mask[:, None, None, :]
-        # A padded query far from the text would see no key at all in a local layer, and a softmax over
-        # nothing is NaN, which the next layer's values would carry into every real token (0 * NaN):
-        # each position may always see itself. Real queries see themselves anyway.
+        # A padded query far from the text sees no real key in a local layer. A softmax over nothing is NaN
+        # (SDPA's CPU kernel returns zeros instead, other kernels need not), and the next layer's values
+        # would carry it into every real token (0 x NaN): each position may always see itself. Real
+        # queries see themselves anyway, so their outputs are unchanged.
         window = local_window(T, self.config.local_attention // 2, token_ids.device)
         masks = {"full_attention": key_mask,
                  "sliding_attention": (key_mask & window) | torch.eye(T, dtype=torch.bool, device=token_ids.device)}
