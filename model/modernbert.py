@@ -51,7 +51,7 @@ class ModernBertConfig(EncoderConfig):
     model_type: str = "modernbert"
 
     MODEL_TYPES = ("modernbert",)
-    REFUSED = {"is_decoder": False, "add_cross_attention": False}
+    REFUSED = {"is_decoder": False, "add_cross_attention": False, "rope_scaling": None}
 
     @classmethod
     def from_dict(cls, d: dict, source="config.json"):

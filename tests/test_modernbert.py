@@ -93,6 +93,7 @@ def test_8192_positions_are_data_max_len(tmp_path):
 @pytest.mark.parametrize("key, value, message", [
     ("rope_parameters", {"full_attention": {"rope_type": "yarn", "rope_theta": 1e4}},
      "rope_parameters.full_attention.rope_type='yarn' is not supported"),
+    ("rope_scaling", {"rope_type": "linear", "factor": 2.0}, "rope_scaling=.* is not supported"),
     ("classifier_activation", "relu", "classifier_activation='relu' is not supported"),
     ("classifier_pooling", "max", "classifier_pooling='max' is not supported"),
     ("hidden_activation", "silu", "hidden_activation='silu' is not supported"),
