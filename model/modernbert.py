@@ -227,7 +227,7 @@ class ModernBertEncoder(Encoder):
     def forward(self, token_ids, attention_mask, segment_ids=None, first_token_only=False):
         """As Encoder.forward (segment_ids are ignored: no token types). first_token_only is exact here too:
         position 0's query still sees the keys its layer's mask allows."""
-        B, T = token_ids.shape
+        T = token_ids.shape[1]
         key_mask = attention_mask[:, None, None, :]
         # A padded query far from the text sees no real key in a local layer. A softmax over nothing is NaN
         # (SDPA's CPU kernel returns zeros instead, other kernels need not), and the next layer's values

@@ -135,6 +135,24 @@ def test_sinusoidal_position_table_is_read_as_stored(tmp_path):
     assert abs(table[1, 0].item() - torch.sin(torch.tensor(1.0)).item()) < 1e-6  # sin(position / 10000^0)
 
 
+def test_modernbert_config_as_the_hub_spells_it(tmp_path):
+    """The original checkpoints' config.json (global_attn_every_n_layers, global/local_rope_theta, no layer_types
+    or rope_parameters): the same model for us and for transformers."""
+    directory, _ = saved(tmp_path, "modernbert", "base")
+    config = json.loads((directory / "config.json").read_text())
+    for key in ("layer_types", "rope_parameters"):
+        del config[key]
+    (directory / "config.json").write_text(json.dumps({**config, "global_attn_every_n_layers": 3,
+                                                       "global_rope_theta": 700.0, "local_rope_theta": 30.0}))
+    theirs = transformers.AutoModel.from_pretrained(directory).eval()
+    assert theirs.config.layer_types == ["full_attention", "sliding_attention", "sliding_attention"]
+    ours = load_encoder(directory).eval()
+    ids, mask, _ = padded_batch(0, [30, 11])
+    with torch.no_grad():
+        assert (ours(ids, mask)[0] - theirs(input_ids=ids, attention_mask=mask.long()).last_hidden_state)[mask] \
+            .abs().max() < 1e-5
+
+
 def test_linear_head_refuses_the_pooler_a_family_lacks(tmp_path):
     directory, _ = saved(tmp_path, "distilbert", "base")
     with pytest.raises(UserError, match="DistilBERT has no pooler; use model.pooling=cls or mean"):

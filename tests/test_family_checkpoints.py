@@ -16,6 +16,7 @@ from model.families import load_encoder
 from model.hf_classifier import start_from_hf_head
 from tests.conftest import CLASS_WORDS, FILLER, SPECIAL
 from tests.test_loop import composed
+from tests.tokenizer_dirs import modernbert_bpe
 from train import train
 
 transformers = pytest.importorskip("transformers", reason="transformers is a test-only dependency")
@@ -51,16 +52,8 @@ def byte_level_bpe_tokenizer(cls):
 
 
 def modernbert_tokenizer(cls):
-    """Shaped like ModernBERT's tokenizer.json: byte-level BPE without a prefix space, [CLS] a [SEP] (b [SEP])
-    by a template, the special tokens after the learnt vocabulary."""
-    tok = tokenizers.ByteLevelBPETokenizer(add_prefix_space=False)
     corpus = TEXTS + [" ".join(FILLER), " ".join(w for ws in CLASS_WORDS.values() for w in ws)]
-    tok.train_from_iterator(corpus, vocab_size=300, min_frequency=1)
-    tok.add_special_tokens(["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"])
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = tokenizers.processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
-    return cls(tokenizer_object=tok._tokenizer, cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]",
+    return cls(tokenizer_object=modernbert_bpe(corpus), cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]",
                pad_token="[PAD]", mask_token="[MASK]")
 
 
