@@ -7,7 +7,8 @@ Framings (what surrounds the texts, and whether the second text gets segment 1):
 - "bert": [CLS] a [SEP] (b [SEP]), segments 0 then 1 (BERT, DistilBERT, ELECTRA);
 - "roberta": <s> a </s> (</s> b </s>), segments all 0 (RoBERTa, XLM-R, CamemBERT: one token type);
 - "bert_one_segment": [CLS] a [SEP] (b [SEP]), segments all 0: a RoBERTa model whose checkpoint ships a
-  BertTokenizer (KLUE-RoBERTa), framed as that tokenizer frames pairs, with the model's one token type.
+  BertTokenizer (KLUE-RoBERTa), framed as that tokenizer frames pairs, with the model's one token type;
+  and ModernBERT, whose tokenizer.json frames texts so and whose model has no token types.
 """
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from data.tokenizer import Tokenizer
 FRAMINGS = {"bert": (1, True), "roberta": (2, False), "bert_one_segment": (1, False)}
 ROBERTA_FAMILY = ("roberta", "xlm-roberta", "camembert")
 BERT_FAMILY = ("bert", "distilbert", "electra")
+NO_TOKEN_TYPES = ("modernbert",)
 
 
 def framing_of(model_type: str, tokenizer: Tokenizer | None = None) -> str:
@@ -30,8 +32,10 @@ def framing_of(model_type: str, tokenizer: Tokenizer | None = None) -> str:
     if model_type in ROBERTA_FAMILY:
         one_separator = tokenizer is not None and getattr(tokenizer, "pair_separators", None) == 1
         return "bert_one_segment" if one_separator else "roberta"
+    if model_type in NO_TOKEN_TYPES:
+        return "bert_one_segment"
     raise UserError(f"no input framing is known for model_type {model_type!r} "
-                    f"(known: {', '.join(BERT_FAMILY + ROBERTA_FAMILY)})")
+                    f"(known: {', '.join(BERT_FAMILY + ROBERTA_FAMILY + NO_TOKEN_TYPES)})")
 
 
 @dataclass

@@ -2,6 +2,7 @@
 ONNX Runtime (inference/onnx_predictor.py), and the choice between them for predict.py."""
 import importlib.util
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -67,9 +68,14 @@ def load_predictor(checkpoint, device, runtime: str = "torch", precision: str = 
                    pack_weights: bool = True, threshold: float | None = None, interactive: bool = False):
     """predict.py's predictor for a checkpoint directory: a Predictor (torch) or an OnnxPredictor
     (inference/onnx_predictor.py), both with `.probabilities(texts)`, `.labels` and `.decision`."""
-    runtime = inference_runtime(runtime, device, precision, interactive)
+    chosen = inference_runtime(runtime, device, precision, interactive)
     loaded = load_checkpoint(checkpoint, device)
-    if runtime == "torch":
+    if chosen == "onnx" and not loaded.model.encoder.onnx_exportable:
+        if runtime == "onnx":
+            from model.export import check_onnx_exportable  # raises, in one line
+            check_onnx_exportable(loaded.model, Path(checkpoint))
+        chosen = "torch"  # auto's preference only, not the user's request
+    if chosen == "torch":
         return Predictor(loaded, device, precision, batch_size, pack_weights, threshold)
     from inference.onnx_predictor import OnnxPredictor  # onnxruntime is imported only when it runs
 

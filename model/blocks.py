@@ -154,6 +154,7 @@ class Encoder(nn.Module):
     attention_dropout_out = True
     hf_prefix = ""
     hf_key_rules: list = []
+    onnx_exportable = True  # model/export.py's format=onnx and predict.py's runtime=onnx
 
     @classmethod
     def hf_name(cls, key: str, with_prefix: bool = True) -> str:
@@ -181,9 +182,13 @@ class Encoder(nn.Module):
         super().__init__()
         self.config = cfg
         self.embeddings = embeddings
-        self.layers = nn.ModuleList(Layer(cfg, self.attention_dropout_out) for _ in range(cfg.num_hidden_layers))
+        self.layers = nn.ModuleList(self.make_layer(cfg, i) for i in range(cfg.num_hidden_layers))
         self.pooler = nn.Linear(cfg.hidden_size, cfg.hidden_size) if self.has_pooler else None
         self.apply(self._init_weights)
+
+    def make_layer(self, cfg: EncoderConfig, index: int) -> nn.Module:
+        """Layer `index` (from 0); a family whose layers are not post-LayerNorm BERT layers builds its own."""
+        return Layer(cfg, self.attention_dropout_out)
 
     @staticmethod
     def _init_weights(module):

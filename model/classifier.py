@@ -4,8 +4,10 @@ Two heads (model.head):
 - linear (default, for fresh fine-tuning): the chosen pooling (pooler | cls | mean), dropout, one Linear;
 - family: the family's own *ForSequenceClassification head (model/families.py), so a fine-tuned Hugging Face
   classifier loads whole: BERT's pooler + Linear, RoBERTa's and ELECTRA's dropout + dense + tanh/GELU +
-  dropout + out_proj on the first token, DistilBERT's pre_classifier + ReLU + dropout + classifier.
-Our names are `pre_head` (the dense layer, family heads only) and `head` (the last Linear) whatever the family.
+  dropout + out_proj on the first token, DistilBERT's pre_classifier + ReLU + dropout + classifier,
+  ModernBERT's dense + GELU + LayerNorm + dropout + classifier on [CLS] or the mean (its classifier_pooling).
+Our names are `pre_head` (the dense layer, family heads only), `pre_norm` (the LayerNorm after it, ModernBERT)
+and `head` (the last Linear) whatever the family.
 """
 import torch
 from torch import nn
@@ -31,7 +33,7 @@ def head_pooling(encoder: Encoder, head: str, pooling: str) -> str:
     if head not in HEADS:
         raise UserError(f"model.head={head!r} is not one of {', '.join(HEADS)}")
     if head == "family":
-        return family_of_encoder(encoder).head_pooling
+        return family_of_encoder(encoder).head_pooling or encoder.config.classifier_pooling
     if pooling not in POOLINGS:
         raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}")
     if pooling == "pooler" and encoder.pooler is None:
@@ -54,14 +56,19 @@ class BERTClassifier(nn.Module):
         hidden = encoder.config.hidden_size
         family = family_of_encoder(encoder)
         activation = family.head_activation if head == "family" else None
-        self.pre_head = nn.Linear(hidden, hidden) if activation else None
+        head_norm = head == "family" and family.head_norm  # ModernBERT's settings, from its config.json
+        dense_bias = encoder.config.classifier_bias if head_norm else True
+        self.pre_head = nn.Linear(hidden, hidden, bias=dense_bias) if activation else None
         self.pre_activation = HEAD_ACTIVATIONS[activation] if activation else None
+        self.pre_norm = (nn.LayerNorm(hidden, eps=encoder.config.norm_eps, bias=encoder.config.norm_bias)
+                         if head_norm else None)
         self.dropout_first = head == "family" and family.head_dropout_first
         self.head = nn.Linear(hidden, num_classes)
         for linear in (self.pre_head, self.head):
             if linear is not None:
                 nn.init.normal_(linear.weight, std=0.02)
-                nn.init.zeros_(linear.bias)
+                if linear.bias is not None:
+                    nn.init.zeros_(linear.bias)
 
     @torch.no_grad()
     def start_at_label_frequencies(self, frequencies):
@@ -89,6 +96,8 @@ class BERTClassifier(nn.Module):
             if self.dropout_first:
                 x = self.dropout(x)
             x = self.pre_activation(self.pre_head(x))
+            if self.pre_norm is not None:
+                x = self.pre_norm(x)
         return self.head(self.dropout(x))
 
     def forward(self, token_ids, valid_length, segment_ids=None):

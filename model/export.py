@@ -4,14 +4,15 @@
     python -m model.export checkpoint=DIR format=onnx out=DIR2   # ONNX Runtime
 
 format=hf writes the encoder family's own `*ForSequenceClassification` directory (BertFor..., RobertaFor...,
-XLMRobertaFor..., CamembertFor..., ElectraFor..., DistilBertFor...; model/families.py): config.json (encoder
-config, id2label/label2id with our label names), model.safetensors (the family's key names) and the
-checkpoint's tokenizer files. Those classes compute the family's own head (model.head=family); a BERT
+XLMRobertaFor..., CamembertFor..., ElectraFor..., DistilBertFor..., ModernBertFor...; model/families.py):
+config.json (encoder config, id2label/label2id with our label names), model.safetensors (the family's key
+names) and the checkpoint's tokenizer files. Those classes compute the family's own head (model.head=family); a BERT
 checkpoint's linear head with pooling=pooler is the same computation. Anything else (cls or mean pooling,
 a linear head on another family) is refused rather than exported as a different model. The directory is
 also a valid `model.path` for train.py and a `checkpoint=` for evaluate.py and predict.py.
 
-format=onnx writes model.onnx, labels.json (label names in logit order) and the same tokenizer files.
+format=onnx writes model.onnx, labels.json (label names in logit order) and the same tokenizer files
+(ModernBERT is refused: see model/modernbert.py's onnx_exportable).
 The graph takes Hugging Face's input names, so an HF tokenizer's output (or `tokenizers` reading the
 tokenizer.json written here) feeds it as is, every pooling included:
     input_ids       int64 (batch, sequence)  [CLS] text [SEP] (text_b [SEP]), right-padded (RoBERTa: <s> ... </s>)
@@ -101,8 +102,9 @@ def hf_state_dict(model: BERTClassifier, info: ClassifierInfo) -> dict:
     family = family_of_encoder(model.encoder)
     state = {k: v for k, v in hf_encoder_state(model.encoder).items()
              if family.head_pooling == "pooler" or ".pooler." not in f".{k}"}
-    if model.pre_head is not None:
-        state |= {hf_head_name(family, f"pre_head.{k}"): v for k, v in model.pre_head.state_dict().items()}
+    for name in ("pre_head", "pre_norm"):
+        if getattr(model, name) is not None:
+            state |= {hf_head_name(family, f"{name}.{k}"): v for k, v in getattr(model, name).state_dict().items()}
     state |= {hf_head_name(family, f"head.{k}"): v for k, v in head_with_temperature(model, info).items()}
     return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
 
@@ -145,6 +147,13 @@ class WithHFInputs(nn.Module):
         return self.model(input_ids, attention_mask.sum(-1), token_type_ids)
 
 
+def check_onnx_exportable(model: BERTClassifier, source: Path):
+    encoder = type(model.encoder)
+    if not encoder.onnx_exportable:
+        raise UserError(f"{source}: format=onnx (and runtime=onnx) is not supported for {encoder.display_name}: "
+                        "use format=hf, or predict.py with runtime=torch")
+
+
 def export_onnx(loaded: LoadedClassifier, source: Path, out: Path, opset: int) -> list[str]:
     # Exporter: torch 2.13's default, the torch.export-based one (dynamo=True), which needs onnxscript.
     # The TorchScript exporter (dynamo=False) also exports this model with the same outputs today and
@@ -153,6 +162,7 @@ def export_onnx(loaded: LoadedClassifier, source: Path, out: Path, opset: int) -
     missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
     if missing:  # torch.onnx imports them lazily, deep in the export: say it here, in one line
         raise UserError(f"format=onnx needs {' and '.join(missing)}: pip install -r requirements-dev.txt")
+    check_onnx_exportable(loaded.model, source)
     out.mkdir(parents=True, exist_ok=True)
     model = loaded.model.float().cpu()
     with torch.no_grad():  # the temperature into the head, as for format=hf

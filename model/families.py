@@ -4,6 +4,7 @@
     roberta, xlm-roberta, camembert   model/roberta.py     RobertaModel, XLMRoberta*, Camembert*
     electra                           model/electra.py     ElectraModel (discriminator), ElectraFor*
     distilbert                        model/distilbert.py  DistilBertModel, DistilBertFor*
+    modernbert                        model/modernbert.py  ModernBertModel, ModernBertFor*
 
 and, per family, what its own classification head is (model.head=family). How a family frames its texts
 with special tokens is the data side's (data/transform.py framing_of).
@@ -14,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from common.errors import UserError
-from model import bert, distilbert, electra, roberta
+from model import bert, distilbert, electra, modernbert, roberta
 from model.blocks import Encoder, EncoderConfig, read_config_json
 from model.hf_weights import load_hf_encoder_weights, read_weights
 
@@ -24,9 +25,13 @@ class Family:
     encoder: type  # Encoder subclass: config class, pooler or not, Hugging Face key names
     architecture: str  # the *ForSequenceClassification class transformers builds for it
     head_rules: list  # its classification head: our names (pre_head., head.) -> Hugging Face names
-    head_pooling: str  # what that head reads: "pooler" (BERT) or "cls" (the first token's hidden state)
+    head_pooling: str | None  # what that head reads: "pooler" (BERT), "cls" (the first token's hidden state),
+    # or None: config.json's classifier_pooling (cls | mean, ModernBERT)
     head_activation: str | None  # after the head's dense layer (None: no dense layer): tanh | gelu | relu
     head_dropout_first: bool  # a dropout before the dense layer too (RoBERTa, ELECTRA; not DistilBERT)
+    # a LayerNorm after the activation, and the dense layer's bias as config.json's classifier_bias says
+    # (ModernBERT; its norm_eps and norm_bias)
+    head_norm: bool = False
 
     @property
     def name(self) -> str:
@@ -45,6 +50,8 @@ FAMILIES = {
                       "gelu", True),
     "distilbert": Family(distilbert.DistilBertEncoder, "DistilBertForSequenceClassification",
                          distilbert.HF_HEAD_RULES, "cls", "relu", False),
+    "modernbert": Family(modernbert.ModernBertEncoder, "ModernBertForSequenceClassification",
+                         modernbert.HF_HEAD_RULES, None, "gelu", False, head_norm=True),
 }
 
 

@@ -38,7 +38,7 @@ def hf_labels(config: dict, source) -> list[str]:
 def hf_head_state(family: Family, hf_state: dict) -> dict:
     """Our head's weights (pre_head.*, head.*) from a *ForSequenceClassification state dict."""
     ours = {}
-    for name in ("pre_head.weight", "pre_head.bias", "head.weight", "head.bias"):
+    for name in ("pre_head.weight", "pre_head.bias", "pre_norm.weight", "pre_norm.bias", "head.weight", "head.bias"):
         try:
             hf_name = hf_head_name(family, name)
         except KeyError:  # BERT's head has no dense layer
@@ -83,7 +83,7 @@ def load_hf_classifier(directory: Path):
     hf_state = read_weights(directory)
     load_hf_encoder_weights(encoder, hf_state, directory, pooler_note=model.pooling == "pooler")
     head = hf_head_state(family, hf_state)
-    expected = {k for k in model.state_dict() if k.startswith(("pre_head.", "head."))}
+    expected = {k for k in model.state_dict() if k.startswith(("pre_head.", "pre_norm.", "head."))}
     if set(head) != expected:
         missing = sorted(hf_head_name(family, k) for k in expected - set(head))
         raise UserError(f"{directory}: a {family.architecture} checkpoint without its classification head "

@@ -10,9 +10,10 @@ from common.errors import UserError
 
 # Keys a base encoder legitimately leaves unread: pretraining heads (cls., lm_head., ELECTRA's generator and
 # discriminator heads, DistilBERT's vocab_*), task heads (read by the classifier, model/classifier_heads.py,
-# or not at all: qa_outputs.) and position-id buffers.
+# or not at all: qa_outputs.; ModernBERT's head. and decoder.) and position-id buffers.
 IGNORED_KEYS = re.compile(r"^(classifier\.|pre_classifier\.|cls\.|lm_head\.|qa_outputs\.|generator|"
-                          r"discriminator_predictions\.|vocab_(transform|layer_norm|projector)\.)|position_ids$")
+                          r"discriminator_predictions\.|vocab_(transform|layer_norm|projector)\.|"
+                          r"head\.(dense|norm)\.|decoder\.)|position_ids$")
 
 
 def read_weights(directory: Path) -> dict:

@@ -30,7 +30,18 @@ CONFIGS = {
     "distilbert-sinusoidal": lambda: transformers.DistilBertConfig(
         vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64,
         sinusoidal_pos_embds=True, activation="relu"),
+    # a local window of 8 (4 each side) on layer 1, global layers 0 and 2: sequences of 17 and 40 reach past it
+    "modernbert": lambda: transformers.ModernBertConfig(
+        **MODERNBERT_SHAPE, global_attn_every_n_layers=2, global_rope_theta=500.0, local_rope_theta=50.0),
+    # every bias and norm bias on, mean pooling, rope_parameters and layer_types as transformers 5 writes them
+    "modernbert-mean": lambda: transformers.ModernBertConfig(
+        **MODERNBERT_SHAPE, layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1000.0},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": 80.0}},
+        attention_bias=True, mlp_bias=True, norm_bias=True, classifier_bias=True, classifier_pooling="mean"),
 }
+MODERNBERT_SHAPE = dict(SHAPE, num_hidden_layers=3, local_attention=8, max_position_embeddings=64, pad_token_id=0,
+                        bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2)
 PAIRED = {"bert", "electra", "electra-projected"}  # families with token types
 
 
@@ -122,6 +133,24 @@ def test_sinusoidal_position_table_is_read_as_stored(tmp_path):
     table = load_encoder(directory).embeddings.position.weight
     assert torch.equal(table, theirs.embeddings.position_embeddings.weight.detach())
     assert abs(table[1, 0].item() - torch.sin(torch.tensor(1.0)).item()) < 1e-6  # sin(position / 10000^0)
+
+
+def test_modernbert_config_as_the_hub_spells_it(tmp_path):
+    """The original checkpoints' config.json (global_attn_every_n_layers, global/local_rope_theta, no layer_types
+    or rope_parameters): the same model for us and for transformers."""
+    directory, _ = saved(tmp_path, "modernbert", "base")
+    config = json.loads((directory / "config.json").read_text())
+    for key in ("layer_types", "rope_parameters"):
+        del config[key]
+    (directory / "config.json").write_text(json.dumps({**config, "global_attn_every_n_layers": 3,
+                                                       "global_rope_theta": 700.0, "local_rope_theta": 30.0}))
+    theirs = transformers.AutoModel.from_pretrained(directory).eval()
+    assert theirs.config.layer_types == ["full_attention", "sliding_attention", "sliding_attention"]
+    ours = load_encoder(directory).eval()
+    ids, mask, _ = padded_batch(0, [30, 11])
+    with torch.no_grad():
+        assert (ours(ids, mask)[0] - theirs(input_ids=ids, attention_mask=mask.long()).last_hidden_state)[mask] \
+            .abs().max() < 1e-5
 
 
 def test_linear_head_refuses_the_pooler_a_family_lacks(tmp_path):

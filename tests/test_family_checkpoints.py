@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from inference.predictor import load_predictor
+from common.errors import UserError
+from inference.predictor import Predictor, load_predictor
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.classifier import BERTClassifier
 from model.export import export_hf
@@ -15,6 +16,7 @@ from model.families import load_encoder
 from model.hf_classifier import start_from_hf_head
 from tests.conftest import CLASS_WORDS, FILLER, SPECIAL
 from tests.test_loop import composed
+from tests.tokenizer_dirs import modernbert_bpe
 from train import train
 
 transformers = pytest.importorskip("transformers", reason="transformers is a test-only dependency")
@@ -49,6 +51,12 @@ def byte_level_bpe_tokenizer(cls):
                cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
 
 
+def modernbert_tokenizer(cls):
+    corpus = TEXTS + [" ".join(FILLER), " ".join(w for ws in CLASS_WORDS.values() for w in ws)]
+    return cls(tokenizer_object=modernbert_bpe(corpus), cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]",
+               pad_token="[PAD]", mask_token="[MASK]")
+
+
 FAMILIES = {
     "bert": (transformers.BertConfig, transformers.BertTokenizerFast, wordpiece_tokenizer, {}),
     "electra": (transformers.ElectraConfig, transformers.ElectraTokenizerFast, wordpiece_tokenizer,
@@ -60,6 +68,10 @@ FAMILIES = {
     # XLM-R's own tokenizer is a Unigram (its ids: tests/test_tokenizer_families.py); the model is what is tested here
     "xlm-roberta": (transformers.XLMRobertaConfig, transformers.RobertaTokenizerFast, byte_level_bpe_tokenizer,
                     {"pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2, "type_vocab_size": 1}),
+    # special ids set from the tokenizer (save_classifier); a window of 4 tokens, which TEXTS reach past, on the
+    # last layer, the one first_token_only shortens
+    "modernbert": (transformers.ModernBertConfig, transformers.PreTrainedTokenizerFast, modernbert_tokenizer,
+                   {"local_attention": 4, "global_attn_every_n_layers": 2}),
 }
 
 
@@ -84,6 +96,10 @@ def save_classifier(family, directory):
     config_class, tokenizer_class, make_tokenizer, extra = FAMILIES[family]
     tokenizer = make_tokenizer(tokenizer_class)
     shape = {} if family == "distilbert" else SHAPE
+    if family == "modernbert":
+        extra = {**extra, "pad_token_id": tokenizer.pad_token_id, "cls_token_id": tokenizer.cls_token_id,
+                 "bos_token_id": tokenizer.cls_token_id, "sep_token_id": tokenizer.sep_token_id,
+                 "eos_token_id": tokenizer.sep_token_id}
     config = config_class(vocab_size=len(tokenizer), max_position_embeddings=66, **shape, **extra,
                           id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)})
     torch.manual_seed(0)
@@ -133,6 +149,14 @@ def test_onnx_runtime_agrees(family, saved_classifiers, tmp_path):
     assert abs(onnx.probabilities(TEXTS) - expected).max() < 1e-4
 
 
+def test_modernbert_refuses_onnx_in_one_line_and_auto_falls_back_to_torch(saved_classifiers):
+    directory = saved_classifiers("modernbert")
+    with pytest.raises(UserError, match=r"format=onnx \(and runtime=onnx\) is not supported for ModernBERT") as e:
+        load_predictor(directory, "cpu", runtime="onnx")
+    assert "\n" not in str(e.value)
+    assert isinstance(load_predictor(directory, "cpu", runtime="auto", interactive=True), Predictor)
+
+
 def test_a_fine_tuned_head_is_kept_in_the_datas_label_order(saved_classifiers):
     directory = saved_classifiers("distilbert")
     reference = load_checkpoint(directory).model
@@ -147,7 +171,7 @@ def test_a_fine_tuned_head_is_kept_in_the_datas_label_order(saved_classifiers):
 
 
 @pytest.mark.parametrize("family, head", [("roberta", "model.pooling=cls"), ("distilbert", "model.head=family"),
-                                          ("electra", "model.head=family")])
+                                          ("electra", "model.head=family"), ("modernbert", "model.head=family")])
 def test_train_py_trains_the_family(family, head, saved_classifiers, tiny_data, tmp_path):
     directory = saved_classifiers(family)
     train(composed(directory, tiny_data, "trainer.max_epochs=1", head), tmp_path)
@@ -155,7 +179,7 @@ def test_train_py_trains_the_family(family, head, saved_classifiers, tiny_data, 
     assert json.loads((best / "config.json").read_text())["model_type"] == family
     loaded = load_checkpoint(best)
     assert loaded.info.head == ("family" if head == "model.head=family" else "linear")
-    assert loaded.transform.framing == ("roberta" if family == "roberta" else "bert")
+    assert loaded.transform.framing == {"roberta": "roberta", "modernbert": "bert_one_segment"}.get(family, "bert")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     probabilities = load_predictor(best, "cpu", pack_weights=False).probabilities(TEXTS)
     assert metrics["steps"] > 0 and probabilities.shape == (len(TEXTS), 3)

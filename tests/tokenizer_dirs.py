@@ -22,6 +22,7 @@ KINDS = {  # name -> (model_type, framing)
     "distilbert_vocab_txt": ("distilbert", "bert"),
     "electra_json": ("electra", "bert"),
     "electra_vocab_txt": ("electra", "bert"),
+    "modernbert_bpe_json": ("modernbert", "bert_one_segment"),
 }
 
 
@@ -59,6 +60,19 @@ def byte_level_bpe(texts: list[str]):
     return tok
 
 
+def modernbert_bpe(texts: list[str]):
+    """ModernBERT's tokenizer.json shape: byte-level BPE, its special tokens after the learnt vocabulary,
+    [CLS] a [SEP] (b [SEP]) by a template."""
+    from tokenizers import processors
+
+    tok = byte_level_bpe(texts)
+    tok.add_special_tokens(["|||IP_ADDRESS|||", "<|padding|>", "[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"])
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                       special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    return tok
+
+
 def unigram_sentencepiece(texts: list[str], **extra) -> bytes:
     import sentencepiece as spm
 
@@ -93,6 +107,10 @@ def tokenizer_directories(shared: Path) -> dict[str, Path]:
         d.mkdir()
 
     transformers.RobertaTokenizerFast(tokenizer_object=byte_level_bpe(texts)).save_pretrained(dirs["roberta_bpe_json"])
+
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=modernbert_bpe(texts), cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]",
+        pad_token="[PAD]", mask_token="[MASK]", model_max_length=8192).save_pretrained(dirs["modernbert_bpe_json"])
 
     vocab_txt = "\n".join(wordpiece_vocab(texts, SPECIALS_BERT)) + "\n"
     for family, cls, lower in (("klue", transformers.BertTokenizerFast, False),
