@@ -11,6 +11,7 @@ from data.dataset import ClassificationDataset
 from inference.batches import predict_logits, prepare_for_inference, text_batches
 from inference.decision import decision_of
 from model.checkpoint import existing_checkpoint_dir, load_checkpoint
+from model.families import family_of_encoder
 
 
 class Predictor:
@@ -67,8 +68,10 @@ def load_predictor(checkpoint, device, runtime: str = "torch", precision: str = 
                    pack_weights: bool = True, threshold: float | None = None, interactive: bool = False):
     """predict.py's predictor for a checkpoint directory: a Predictor (torch) or an OnnxPredictor
     (inference/onnx_predictor.py), both with `.probabilities(texts)`, `.labels` and `.decision`."""
-    runtime = inference_runtime(runtime, device, precision, interactive)
+    requested, runtime = runtime, inference_runtime(runtime, device, precision, interactive)
     loaded = load_checkpoint(checkpoint, device)
+    if requested == "auto" and not family_of_encoder(loaded.model.encoder).onnx:
+        runtime = "torch"  # a family without an ONNX export (DeBERTa-v2): runtime=onnx alone refuses it
     if runtime == "torch":
         return Predictor(loaded, device, precision, batch_size, pack_weights, threshold)
     from inference.onnx_predictor import OnnxPredictor  # onnxruntime is imported only when it runs

@@ -81,6 +81,7 @@ def hf_config(model: BERTClassifier, info: ClassifierInfo) -> dict:
         # the head's dropout under each family's name for it (only training reads it)
         "classifier_dropout": info.dropout,
         **({"seq_classif_dropout": info.dropout} if model.encoder.config.model_type == "distilbert" else {}),
+        **({"cls_dropout": info.dropout} if model.encoder.config.model_type == "deberta-v2" else {}),
         # pipeline("text-classification") applies a sigmoid per label for multi_label_classification
         "problem_type": "multi_label_classification" if info.multi_label else "single_label_classification",
         "id2label": {str(i): name for i, name in enumerate(info.labels)},
@@ -150,6 +151,10 @@ def export_onnx(loaded: LoadedClassifier, source: Path, out: Path, opset: int) -
     # The TorchScript exporter (dynamo=False) also exports this model with the same outputs today and
     # without onnxscript, but it is deprecated since torch 2.9 (a DeprecationWarning on every call) and
     # due for removal; the dynamo one is slower (seconds for MiniLM) and is where fixes land.
+    family = family_of_encoder(loaded.model.encoder)
+    if not family.onnx:
+        raise UserError(f"{source}: format=onnx is not available for {family.name} (its relative positions are "
+                        "chosen from the sequence length outside the graph); use format=hf")
     missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
     if missing:  # torch.onnx imports them lazily, deep in the export: say it here, in one line
         raise UserError(f"format=onnx needs {' and '.join(missing)}: pip install -r requirements-dev.txt")

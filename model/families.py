@@ -4,6 +4,7 @@
     roberta, xlm-roberta, camembert   model/roberta.py     RobertaModel, XLMRoberta*, Camembert*
     electra                           model/electra.py     ElectraModel (discriminator), ElectraFor*
     distilbert                        model/distilbert.py  DistilBertModel, DistilBertFor*
+    deberta-v2                        model/deberta_v2.py  DebertaV2Model, DebertaV2For* (DeBERTa-v2, v3, mDeBERTa-v3)
 
 and, per family, what its own classification head is (model.head=family). How a family frames its texts
 with special tokens is the data side's (data/transform.py framing_of).
@@ -14,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from common.errors import UserError
-from model import bert, distilbert, electra, roberta
+from model import bert, deberta_v2, distilbert, electra, roberta
 from model.blocks import Encoder, EncoderConfig, read_config_json
 from model.hf_weights import load_hf_encoder_weights, read_weights
 
@@ -27,6 +28,7 @@ class Family:
     head_pooling: str  # what that head reads: "pooler" (BERT) or "cls" (the first token's hidden state)
     head_activation: str | None  # after the head's dense layer (None: no dense layer): tanh | gelu | relu
     head_dropout_first: bool  # a dropout before the dense layer too (RoBERTa, ELECTRA; not DistilBERT)
+    onnx: bool = True  # model.export format=onnx (and so runtime=onnx) exports it
 
     @property
     def name(self) -> str:
@@ -45,6 +47,10 @@ FAMILIES = {
                       "gelu", True),
     "distilbert": Family(distilbert.DistilBertEncoder, "DistilBertForSequenceClassification",
                          distilbert.HF_HEAD_RULES, "cls", "relu", False),
+    # ContextPooler with pooler_dropout 0 (other values are refused: model/deberta_v2.py). Not ONNX: the
+    # relative-position rows are picked on the host from the sequence length, which a graph cannot keep dynamic.
+    "deberta-v2": Family(deberta_v2.DebertaV2Encoder, "DebertaV2ForSequenceClassification",
+                         deberta_v2.HF_HEAD_RULES, "cls", "gelu", False, onnx=False),
 }
 
 
