@@ -49,6 +49,13 @@ def byte_level_bpe_tokenizer(cls):
                cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
 
 
+def unigram_tokenizer(cls):
+    """DeBERTa-v3's layout: [PAD] [CLS] [SEP] [UNK], SentencePiece pieces ("▁" starts a word), [MASK] last."""
+    words = dict.fromkeys(FILLER + [w for ws in CLASS_WORDS.values() for w in ws])
+    pieces = ["[PAD]", "[CLS]", "[SEP]", "[UNK]"] + [f"▁{w}" for w in words] + ["▁", *"abcdefghijklmnopqrstuvwxyz"]
+    return cls(vocab=[(p, 0.0) for p in pieces[:4]] + [(p, -1.0) for p in pieces[4:]] + [("[MASK]", 0.0)])
+
+
 FAMILIES = {
     "bert": (transformers.BertConfig, transformers.BertTokenizerFast, wordpiece_tokenizer, {}),
     "electra": (transformers.ElectraConfig, transformers.ElectraTokenizerFast, wordpiece_tokenizer,
@@ -60,6 +67,9 @@ FAMILIES = {
     # XLM-R's own tokenizer is a Unigram (its ids: tests/test_tokenizer_families.py); the model is what is tested here
     "xlm-roberta": (transformers.XLMRobertaConfig, transformers.RobertaTokenizerFast, byte_level_bpe_tokenizer,
                     {"pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2, "type_vocab_size": 1}),
+    "deberta-v2": (transformers.DebertaV2Config, transformers.DebertaV2TokenizerFast, unigram_tokenizer,
+                   {"relative_attention": True, "pos_att_type": ["p2c", "c2p"], "position_buckets": 8,
+                    "share_att_key": True, "norm_rel_ebd": "layer_norm", "position_biased_input": False}),
 }
 
 
@@ -133,6 +143,17 @@ def test_onnx_runtime_agrees(family, saved_classifiers, tmp_path):
     assert abs(onnx.probabilities(TEXTS) - expected).max() < 1e-4
 
 
+def test_deberta_has_no_onnx_export_and_auto_runs_torch(saved_classifiers, tmp_path):
+    from common.errors import UserError
+    from inference.predictor import Predictor
+    from model.export import export_onnx
+
+    directory = saved_classifiers("deberta-v2")
+    with pytest.raises(UserError, match="format=onnx is not available for DeBERTa-v2"):
+        export_onnx(load_checkpoint(directory), directory, tmp_path / "onnx", 18)
+    assert isinstance(load_predictor(directory, "cpu", runtime="auto", interactive=True), Predictor)
+
+
 def test_a_fine_tuned_head_is_kept_in_the_datas_label_order(saved_classifiers):
     directory = saved_classifiers("distilbert")
     reference = load_checkpoint(directory).model
@@ -147,10 +168,12 @@ def test_a_fine_tuned_head_is_kept_in_the_datas_label_order(saved_classifiers):
 
 
 @pytest.mark.parametrize("family, head", [("roberta", "model.pooling=cls"), ("distilbert", "model.head=family"),
-                                          ("electra", "model.head=family")])
+                                          ("electra", "model.head=family"), ("deberta-v2", "model.head=family")])
 def test_train_py_trains_the_family(family, head, saved_classifiers, tiny_data, tmp_path):
     directory = saved_classifiers(family)
-    train(composed(directory, tiny_data, "trainer.max_epochs=1", head), tmp_path)
+    # DeBERTa also with the vocabulary trimmed (mDeBERTa's 250k) and layer-wise decay over its relative table
+    extra = ["model.trim_vocab=true", "optim.layer_decay=0.8"] if family == "deberta-v2" else []
+    train(composed(directory, tiny_data, "trainer.max_epochs=1", head, *extra), tmp_path)
     best = tmp_path / "checkpoints" / "best"
     assert json.loads((best / "config.json").read_text())["model_type"] == family
     loaded = load_checkpoint(best)
