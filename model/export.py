@@ -4,14 +4,14 @@
     python -m model.export checkpoint=DIR format=onnx out=DIR2   # ONNX Runtime
 
 format=hf writes the encoder family's own `*ForSequenceClassification` directory (BertFor..., RobertaFor...,
-XLMRobertaFor..., CamembertFor..., ElectraFor..., DistilBertFor...; model/families.py): config.json (encoder
+XLMRobertaFor..., CamembertFor..., ElectraFor..., DistilBertFor..., DebertaV2For...; model/families.py): config.json (encoder
 config, id2label/label2id with our label names), model.safetensors (the family's key names) and the
 checkpoint's tokenizer files. Those classes compute the family's own head (model.head=family); a BERT
 checkpoint's linear head with pooling=pooler is the same computation. Anything else (cls or mean pooling,
 a linear head on another family) is refused rather than exported as a different model. The directory is
 also a valid `model.path` for train.py and a `checkpoint=` for evaluate.py and predict.py.
 
-format=onnx writes model.onnx, labels.json (label names in logit order) and the same tokenizer files.
+format=onnx (not for DeBERTa-v2, refused in one line) writes model.onnx, labels.json (label names in logit order) and the same tokenizer files.
 The graph takes Hugging Face's input names, so an HF tokenizer's output (or `tokenizers` reading the
 tokenizer.json written here) feeds it as is, every pooling included:
     input_ids       int64 (batch, sequence)  [CLS] text [SEP] (text_b [SEP]), right-padded (RoBERTa: <s> ... </s>)
