@@ -193,3 +193,15 @@ def test_deberta_options_not_computed_are_refused_in_one_line(tmp_path, key, val
     with pytest.raises(UserError) as e:
         load_encoder(directory)
     assert "\n" not in str(e.value) and "config.json" in str(e.value) and f"{key}={value!r}" in str(e.value)
+
+
+def test_deberta_parameters_sit_at_the_depths_layer_decay_reads(tmp_path):
+    """The relative table with the embeddings, the convolution with the first layer (optim.layer_decay)."""
+    from training.optim import parameter_depth
+
+    directory, _ = saved(tmp_path, "deberta-v2-conv", "base")
+    names = dict(load_encoder(directory).named_parameters())
+    depths = {name: parameter_depth(name, 2) for name in names}
+    assert depths["embeddings.relative.weight"] == depths["embeddings.word.weight"] == 0
+    assert depths["layers.0.conv.conv.weight"] == depths["layers.0.attn.pos_key.weight"] == 1
+    assert depths["layers.1.ffn_norm.bias"] == 2 and max(depths.values()) == 2
