@@ -7,6 +7,7 @@ error analysis files (analysis=DIR) and baselines (baselines=true).
     python evaluate.py checkpoint=DIR predictions=test.npz          # per-example, for python -m research.compare
     python evaluate.py checkpoint=DIR threshold=0.3                 # multi-label: one fixed threshold
 """
+import common.startup  # noqa: F401  (first: Ctrl-C while the imports below load is one line, exit 130)
 import json
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from evaluation.baselines import Baselines, checkpoint_train_config, format_comp
 from common.checks import check_evaluate
 from common.cli import check_overrides
 from common.errors import exit_on_user_error
+from common.output_paths import check_output_dir, check_output_file, write_text_atomic
+from data.digest import texts_digest
 from evaluation.scoring import evaluate_with_outputs
 from inference.batches import eval_loader, prepare_for_inference
 from evaluation.metrics import format_report
@@ -36,18 +39,29 @@ def data_config_of(cfg: DictConfig):
     """The data group given on the command line, else the one the checkpoint was trained on."""
     if cfg.get("data") is not None:
         return cfg.data
-    return checkpoint_train_config(cfg.checkpoint, "data=... to say what to evaluate on").data
+    return checkpoint_train_config(cfg.checkpoint, "data=... to say what to evaluate on", "data")
+
+
+def check_outputs(cfg: DictConfig):
+    if cfg.out:
+        check_output_file(cfg.out, "out")
+    if cfg.predictions:
+        check_output_file(cfg.predictions, "predictions")
+    if cfg.analysis:
+        check_output_dir(cfg.analysis, "analysis")
 
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 @exit_on_user_error
 def main(cfg: DictConfig):
     check_evaluate(cfg)
+    check_outputs(cfg)  # before the model is loaded or anything evaluated
     configure_cpu(cfg.threads)
     device = pick_device(cfg.device)
     loaded = load_checkpoint(cfg.checkpoint, device)
     data_cfg = data_config_of(cfg)
     examples = read_split(data_cfg, cfg.split)
+    texts_sha256 = texts_digest(examples.texts, examples.texts_b)
     labels = loaded.info.labels
     dataset = ClassificationDataset(examples.texts, label_ids(examples, labels, loaded.info.multi_label),
                                     loaded.transform, examples.texts_b)
@@ -76,10 +90,10 @@ def main(cfg: DictConfig):
         print(f"\nwrote {', '.join(map(str, written))}; TensorBoard (images, PR curves, text, projector): "
               f"tensorboard --logdir {events}")
     if cfg.predictions:
-        write_predictions(cfg.predictions, predictions_of(result, labels))
+        write_predictions(cfg.predictions, predictions_of(result, labels, texts_sha256))
         print(f"\nwrote {cfg.predictions}")
     if cfg.out:
-        Path(cfg.out).write_text(json.dumps(report, indent=2, ensure_ascii=False))
+        write_text_atomic(cfg.out, json.dumps(report, indent=2, ensure_ascii=False))
         print(f"\nwrote {cfg.out}")
 
 

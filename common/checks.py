@@ -73,6 +73,7 @@ def check_data(data, train_required: bool = True):
     if train_required and not resolved(data, "train"):
         raise UserError("data.train is not set (path of the training file)")
     require(data.split_seed >= 0, "data.split_seed", data.split_seed, "must be at least 0")
+    check_encoding(data.encoding)
     check_folds(data)
     require(data.format != "txt" or data.delimiter != "", "data.delimiter", "''", "must be set for data.format=txt")
     if data.labels is not None:
@@ -88,6 +89,16 @@ def check_data(data, train_required: bool = True):
                     f"must be above 0: the {name} split is carved out of data.train")
         total = sum(fractions.values())
         require(math.isclose(total, 1, abs_tol=1e-6), "data.split", dict(fractions), f"sums to {total:g}, not 1")
+
+
+def check_encoding(encoding: str):
+    try:
+        b"a".decode(encoding)  # LookupError for unknown names and for bytes-to-bytes codecs (base64, rot13)
+    except UnicodeDecodeError:  # a text codec in which one byte 'a' is incomplete (utf-16)
+        pass
+    except LookupError:
+        raise UserError(f"data.encoding={encoding!r} is not a text encoding Python knows "
+                        "(e.g. utf-8, cp949, euc-kr, utf-16)") from None
 
 
 def check_folds(data):

@@ -1,10 +1,12 @@
-"""Command-line edge: config mistakes (unknown key, missing group option, bad syntax, a value of the
-wrong type or not among a key's choices) in one line."""
+"""Command-line edge: values as the shell passed them (common/overrides.py), and config mistakes
+(unknown key, missing group option, bad syntax, a value of the wrong type or not among a key's
+choices) in one line."""
 import re
 import sys
 
 import common.config  # noqa: F401  (the schema and resolvers every composed config needs)
 from common.errors import EXIT_USER_ERROR, UserError
+from common.overrides import literal_overrides
 from common.paths import PROJECT_ROOT
 
 
@@ -14,8 +16,15 @@ def check_overrides(config_name: str, argv=None, checks=None):
     on it: a refused value ends here, before Hydra creates the run directory. For a multirun
     (`-m a=1,2`) each value of each swept key is composed once, so a type or choice mistake stops
     the sweep before its first job; the range checks are left to each job's main."""
-    argv = sys.argv[1:] if argv is None else argv
+    from_shell = argv is None
+    argv = sys.argv[1:] if from_shell else argv
     multirun = [a for a in argv if a in ("-m", "--multirun")]
+    try:
+        argv = literal_overrides(config_name, argv, multirun=bool(multirun))
+    except UserError as e:
+        fail(str(e))
+    if from_shell:  # Hydra reads sys.argv after us: it gets the values quoted for its grammar
+        sys.argv[1:] = argv
     if any(a.startswith("-") for a in argv if a not in multirun):  # --cfg, --help, ...: Hydra's own business
         return
     if multirun:
@@ -103,7 +112,7 @@ def refused_value(key: str, value, reason: str) -> str:
     if "is not a valid bool" in reason:
         return f"{key}={value!r}: expected true or false"
     if "to string" in reason:  # a list or mapping given for a string
-        return f"{key}={value!r}: expected a string"
+        return f"{key}={value!r}: expected a string (for brackets or braces as text, quote them: {key}=\"'...'\")"
     if "is not a ListConfig" in reason:
         return f"{key}={value!r}: expected a list, e.g. [a,b]"
     return f"{key}: {reason}"

@@ -14,6 +14,8 @@ EXIT_USER_ERROR = 2
 def exit_on_user_error(main):
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        if "common.startup" in sys.modules:  # the script's own code runs: Ctrl-C is a KeyboardInterrupt again
+            sys.modules["common.startup"].started()
         try:
             return main(*args, **kwargs)
         except UserError as e:

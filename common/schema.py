@@ -130,6 +130,7 @@ class DataConfig:
     label_column: str = "label"
     text_b_column: Optional[str] = None
     delimiter: str = ";"
+    encoding: str = "utf-8"  # any text codec Python knows: checked by common/checks.py
     decode_errors: DecodeErrors = DecodeErrors.strict
     empty_text: EmptyText = EmptyText.skip
     labels: Optional[list[str]] = None
@@ -143,6 +144,7 @@ class DataConfig:
     multi_label: Optional[bool] = None
     label_delimiter: Optional[str] = None
     allow_empty_labels: bool = False
+    empty_label: EmptyText = EmptyText.error  # single-label: a row whose label is empty or null: error | skip (counted)
 
 
 @dataclass
@@ -193,6 +195,7 @@ class TrainerConfig:
     projector_max_examples: int = 5000
     save_every_steps: Optional[int] = 500
     resume: Optional[str] = None  # null | auto | a path
+    resume_changes: list[str] = field(default_factory=list)  # keys a resume may find changed: training/run_identity.py
     on_nonfinite: OnNonfinite = OnNonfinite.stop
     val_every_steps: Optional[int] = None
     patience: Optional[int] = None

@@ -12,6 +12,7 @@ from data.dataset import ClassificationDataset
 from data.folds import select_fold
 from data.readers import Examples, count_repaired, read_examples, stratified_split
 from common.errors import UserError
+from data.labels import report_similar_labels
 
 SPLITS = ("train", "validation", "test")
 log = logging.getLogger(__name__)
@@ -23,7 +24,9 @@ def read_file(data_cfg, path) -> Examples:
                              data_cfg.format, data_cfg.delimiter, data_cfg.decode_errors, data_cfg.empty_text,
                              label_delimiter=data_cfg.get("label_delimiter"),
                              multi_label=data_cfg.get("multi_label"),
-                             allow_empty_labels=data_cfg.get("allow_empty_labels", False))
+                             allow_empty_labels=data_cfg.get("allow_empty_labels", False),
+                             encoding=data_cfg.get("encoding", "utf-8"),
+                             empty_label=data_cfg.get("empty_label", "error"))
     return drop_duplicates(examples) if data_cfg.get("dedup", False) else examples
 
 
@@ -109,6 +112,7 @@ def label_names(data_cfg, train: Examples) -> list[str]:
         raise UserError(f"{train.source}: no text has a label in the training data")
     if len(found) < 2:
         raise UserError(f"{train.source}: only one class ({next(iter(found))!r}) in the training data")
+    report_similar_labels(names, train.source)
     return names
 
 

@@ -4,6 +4,7 @@ A file is single-label (one name per text) or multi-label (a tuple of names per 
 or label cells joined by data.label_delimiter). Every problem a user can cause is reported as
 `file:line: what` in one line (UserError).
 """
+import codecs
 import csv
 import io
 import json
@@ -14,10 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
+from common.checks import check_encoding
 from common.errors import UserError
+from data.labels import (check_label_value, check_unique_columns, checked_text, json_object_without_repeated_keys,
+                         missing_label)
 
 REPLACEMENT_CHAR = "\ufffd"
 log = logging.getLogger(__name__)
+# csv's default field limit (128 KiB) would refuse a long text that JSONL reads; the largest value the C
+# long underneath accepts on every platform.
+csv.field_size_limit(2**31 - 1)
 
 
 @dataclass
@@ -40,17 +47,49 @@ class Examples:
                         pick(self.texts_b) if self.texts_b is not None else None, multi_label=self.multi_label)
 
 
-def decode(raw: bytes, path: Path, errors: str) -> str:
-    """UTF-8 decoding with a stated policy: 'strict' fails naming the line, 'replace' puts U+FFFD
-    for each bad byte (count them afterwards with `count_repaired`)."""
+def decode(raw: bytes, path: Path, errors: str, encoding: str = "utf-8") -> str:
+    """Decoding in data.encoding with a stated policy: 'strict' fails naming the line, 'replace' puts
+    U+FFFD for each bad byte (count them afterwards with `count_repaired`). UTF-8 accepts a BOM; UTF-16
+    and UTF-32 read theirs."""
+    codec = python_codec(encoding)
+    if codec == "utf-8":
+        codec = "utf-8-sig"
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode(codec)
     except UnicodeDecodeError as e:
         if errors == "strict":
-            line = raw[:e.start].count(b"\n") + 1
-            raise UserError(f"{path}:{line}: invalid UTF-8 byte 0x{raw[e.start]:02x} "
-                            "(set data.decode_errors=replace to repair such bytes)") from None
-    return raw.decode("utf-8-sig", errors="replace")
+            raise UserError(undecodable(raw, path, codec, e)) from None
+    return raw.decode(codec, errors="replace")
+
+
+def python_codec(encoding: str) -> str:
+    check_encoding(encoding)  # already checked with the config; readers are also called directly
+    return codecs.lookup(encoding).name
+
+
+# Where UTF-8 fails, what Korean files usually are: Excel's "Unicode text" (UTF-16 with a BOM) and the
+# Korean Windows code page (CP949, a superset of EUC-KR), in which public AI Hub copies are distributed.
+LIKELY_ENCODINGS = (("utf-16", "UTF-16 with a byte order mark (Excel's Unicode text)"),
+                    ("cp949", "CP949 / EUC-KR (Korean Windows, Excel's CSV)"))
+
+
+def undecodable(raw: bytes, path: Path, codec: str, e: UnicodeDecodeError) -> str:
+    line = raw[:e.start].decode(codec, errors="replace").count("\n") + 1
+    if codec != "utf-8-sig":
+        return (f"{path}:{line}: byte 0x{raw[e.start]:02x} is not valid {codec} (set data.encoding to the file's "
+                "encoding, or data.decode_errors=replace to repair such bytes)")
+    for candidate, described in LIKELY_ENCODINGS:
+        if candidate == "utf-16" and not raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            continue
+        try:
+            text = raw.decode(candidate)
+        except UnicodeDecodeError:
+            continue
+        sample = text.split("\n")[line - 1].strip()[:40]  # the user can see whether it reads as Korean
+        return (f"{path}:{line}: not UTF-8, but the whole file decodes as {described}, line {line} reading "
+                f"{sample!r}: set data.encoding={candidate}")
+    return (f"{path}:{line}: invalid UTF-8 byte 0x{raw[e.start]:02x} "
+            "(set data.decode_errors=replace to repair such bytes)")
 
 
 def count_repaired(texts: list[str]) -> int:
@@ -68,7 +107,8 @@ def detect_format(path: Path) -> str:
 
 def read_examples(path, text_column="text", label_column="label", text_b_column=None,
                   format="auto", delimiter=";", decode_errors="strict", empty_text="skip",
-                  label_delimiter=None, multi_label=None, allow_empty_labels=False) -> Examples:
+                  label_delimiter=None, multi_label=None, allow_empty_labels=False, encoding="utf-8",
+                  empty_label="error") -> Examples:
     """Reads (text, label) rows. `txt` is header-less `text<delimiter>label`, split on the last delimiter.
 
     Multi-label when `multi_label` is true, or when it is None and the file holds JSONL lists of labels
@@ -91,32 +131,41 @@ def read_examples(path, text_column="text", label_column="label", text_b_column=
     if fmt == "xlsx":  # binary: cells are already text, no decoding policy applies
         rows = _xlsx_rows(path, columns)
     else:
-        text = decode(path.read_bytes(), path, decode_errors)
+        text = decode(path.read_bytes(), path, decode_errors, encoding)
         rows = readers[fmt](text, path, columns, "\t" if fmt == "tsv" else "," if fmt == "csv" else delimiter)
     texts, raw_labels, line_numbers, texts_b, n_empty = [], [], [], [], 0
     for line_no, row in rows:
-        if not str(row[0]).strip():
+        if isinstance(row[0], str) and not row[0].strip():  # not a string at all: checked_text's error below
             if empty_text == "error":
                 raise UserError(f"{path}:{line_no}: empty text (set data.empty_text=skip to skip such rows)")
             n_empty += 1
             continue
-        texts.append(str(row[0]))
+        check_label_value(row[1], f"{path}:{line_no}")
+        texts.append(checked_text(row[0], f"{path}:{line_no}", text_column))
         raw_labels.append(row[1])
         line_numbers.append(line_no)
         if text_b_column:
-            texts_b.append(str(row[2]))
-    if not texts:
-        raise UserError(f"{path}: no examples (the file is empty or every text is empty)")
+            texts_b.append(checked_text(row[2], f"{path}:{line_no}", text_b_column))
     # Decided over the whole file: a list on its last line makes the strings above it one-label tuples.
     multi = multi_label if multi_label is not None else (
         bool(label_delimiter) or any(isinstance(value, list) for value in raw_labels))
+    unlabelled = [] if multi else [i for i, value in enumerate(raw_labels) if missing_label(value)]
+    if unlabelled:  # multi-label: an empty label set is label_set's business (data.allow_empty_labels)
+        if empty_label != "skip":
+            raise UserError(f"{path}:{line_numbers[unlabelled[0]]}: empty label (set data.empty_label=skip to skip "
+                            "such rows)")
+        keep = sorted(set(range(len(texts))) - set(unlabelled))
+        texts, raw_labels, line_numbers = ([xs[i] for i in keep] for xs in (texts, raw_labels, line_numbers))
+        texts_b = [texts_b[i] for i in keep] if text_b_column else texts_b
+    if not texts:
+        raise UserError(f"{path}: no examples (the file is empty or every text is empty)")
     if multi:
         labels = [label_set(value, f"{path}:{line_no}", label_delimiter, allow_empty_labels)
                   for value, line_no in zip(raw_labels, line_numbers)]
     else:
         labels = [single_label(value, f"{path}:{line_no}") for value, line_no in zip(raw_labels, line_numbers)]
-    return Examples(texts, labels, str(path), texts_b if text_b_column else None,
-                    {"empty_texts_skipped": n_empty}, multi_label=multi)
+    stats = {"empty_texts_skipped": n_empty, **({"empty_labels_skipped": len(unlabelled)} if unlabelled else {})}
+    return Examples(texts, labels, str(path), texts_b if text_b_column else None, stats, multi_label=multi)
 
 
 def single_label(value, where: str) -> str:
@@ -148,9 +197,14 @@ def label_set(value, where: str, label_delimiter: str | None, allow_empty: bool)
 
 def _lines(text):
     """Numbered lines split on \n only: str.splitlines would also split on U+0085, U+2028 and other
-    characters that appear raw inside JSON strings and tweets."""
-    for line_no, line in enumerate(text.split("\n"), 1):
-        yield line_no, line.removesuffix("\r")
+    characters that appear raw inside JSON strings and tweets. One line at a time, not a list of them all:
+    a huge line is copied once, while it is parsed."""
+    start, line_no = 0, 1
+    while start <= len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        yield line_no, text[start:end].removesuffix("\r")
+        start, line_no = end + 1, line_no + 1
 
 
 def _jsonl_rows(text, path, columns, _delimiter):
@@ -158,7 +212,8 @@ def _jsonl_rows(text, path, columns, _delimiter):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, object_pairs_hook=lambda pairs: json_object_without_repeated_keys(
+                pairs, f"{path}:{line_no}"))
         except json.JSONDecodeError as e:
             raise UserError(f"{path}:{line_no}: not valid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(obj, dict):
@@ -176,6 +231,7 @@ def _csv_rows(text, path, columns, delimiter):
     if header is None:
         raise UserError(f"{path}: file is empty")
     header = [h.strip() for h in header]
+    check_unique_columns(header, columns, f"{path}:1")
     missing = [c for c in columns if c not in header]
     if missing:
         raise UserError(f"{path}:1: no column {missing[0]!r} in header ({', '.join(header)}); "
@@ -203,6 +259,7 @@ def _xlsx_rows(path, columns):
         header = [str(h).strip() if h is not None else "" for h in next(rows, ())]
         if not any(header):
             raise UserError(f"{path}: file is empty")
+        check_unique_columns(header, columns, f"{path}:1")
         missing = [c for c in columns if c not in header]
         if missing:
             raise UserError(f"{path}:1: no column {missing[0]!r} in header ({', '.join(header)}); "

@@ -24,6 +24,7 @@ from data.transform import BERTSentenceTransform
 from common.checks import check_report
 from common.cli import check_overrides
 from common.errors import exit_on_user_error
+from common.output_paths import check_output_dir, save_figure
 from common.plot_labels import plottable
 
 PERCENTILES = (50, 90, 95, 99)
@@ -134,7 +135,7 @@ def save_plots(report: dict, out: Path, title: str) -> list[Path]:
     ax.set(ylabel="texts", title=f"{title}: {'label' if report['multi_label'] else 'class'} frequency",
            xlabel="" if ticks == labels else "class id (names in the printed table)")
     ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
-    fig.savefig(out / "class_frequency.png", dpi=100)
+    save_figure(fig, out / "class_frequency.png", dpi=100)
 
     fig = Figure(figsize=(8, 4), layout="constrained")
     ax = fig.subplots()
@@ -146,11 +147,11 @@ def save_plots(report: dict, out: Path, title: str) -> list[Path]:
     ax.set(xlabel=f"tokens per text, [CLS]/[SEP] included (≥ {top} in the last bin)", ylabel="share of texts",
            title=f"{title}: token length")
     ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
-    fig.savefig(out / "token_length.png", dpi=100)
+    save_figure(fig, out / "token_length.png", dpi=100)
     written = [out / "class_frequency.png", out / "token_length.png"]
     if report["multi_label"]:
-        co_occurrence_figure(splits["train"]["co_occurrence"], labels, f"{title}, train").savefig(
-            out / "label_co_occurrence.png", dpi=100)
+        save_figure(co_occurrence_figure(splits["train"]["co_occurrence"], labels, f"{title}, train"),
+                    out / "label_co_occurrence.png", dpi=100)
         written.append(out / "label_co_occurrence.png")
     return written
 
@@ -186,6 +187,7 @@ def co_occurrence_figure(co_occurrence, labels: list[str], title: str):
 @exit_on_user_error
 def main(cfg: DictConfig):
     check_report(cfg)
+    check_output_dir(cfg.out, "out")  # before the data is read
     tokenizer = load_tokenizer(cfg.model.path)
     report = describe(cfg.data, tokenizer)
     print(f"{cfg.data.name}: {cfg.data.train}; tokenizer of {cfg.model.path} ({tokenizer.vocab_size:,} ids)\n")

@@ -7,17 +7,44 @@ train.py logs the cheap part (`log_analysis`) after every validation; `write_ana
 and the projector, for the best checkpoint at the end of training and for evaluate.py.
 """
 import csv
+import logging
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure  # not pyplot: no global figure state, no display backend needed
 
+from common.output_paths import atomic_output, save_figure
 from common.plot_labels import plottable
 from evaluation.calibration import reliability_figure
 
 CONFUSION_PNG, LABEL_ERRORS_PNG, HIGHEST_LOSS_CSV = "confusion_matrix.png", "label_errors.png", "highest_loss.csv"
 TABLE_TEXT_CHARS = 300  # longer texts are cut in the TensorBoard table (the CSV keeps them whole)
+# Classes drawn in the error images and given PR curves: an image of 1,000 classes would need gigabytes to
+# render and show nothing readable. Beyond this, the classes with the most errors; metrics keep them all.
+MAX_DRAWN_CLASSES = 30
+log = logging.getLogger(__name__)
+
+
+def most_errors(errors, limit: int | None = None) -> np.ndarray:
+    """Ids of the (at most `limit`, default MAX_DRAWN_CLASSES) classes with the most errors, in id order;
+    every class when there are no more than `limit`."""
+    limit = MAX_DRAWN_CLASSES if limit is None else limit
+    errors = np.asarray(errors)
+    if len(errors) <= limit:
+        return np.arange(len(errors))
+    log.warning("%d classes: the error images and PR curves show the %d with the most errors; the metrics "
+                "and metrics.json keep every class", len(errors), limit)
+    return np.sort(np.argsort(-errors, kind="stable")[:limit])
+
+
+def drawn_classes(evaluation) -> np.ndarray:
+    """What the error image and the PR curves show (`most_errors` of this evaluation)."""
+    if evaluation.multi_label:
+        per_class = evaluation.metrics["per_class"]
+        return most_errors([c["false_positives"] + c["false_negatives"] for c in per_class.values()])
+    counts = np.asarray(evaluation.metrics["confusion_matrix"])
+    return most_errors(counts.sum(0) + counts.sum(1) - 2 * np.diag(counts))
 
 
 def display_texts(examples) -> list[str]:
@@ -83,18 +110,23 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def confusion_figure(confusion, label_names: list[str]) -> Figure:
+def confusion_figure(confusion, label_names: list[str], shown=None) -> Figure:
     """Counts and row-normalised (recall on the diagonal) side by side. Both are coloured by the
-    row-normalised value, so the errors of a rare class show as clearly as those of a common one."""
+    row-normalised value, so the errors of a rare class show as clearly as those of a common one.
+    `shown`: the class ids drawn (default: all); rows are still normalised over every class."""
     counts = np.asarray(confusion)
     normalised = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    shown = np.arange(len(label_names)) if shown is None else np.asarray(shown)
+    of_all = "" if len(shown) == len(label_names) else f", {len(shown)} of {len(label_names)} classes (most errors)"
+    counts, normalised = counts[np.ix_(shown, shown)], normalised[np.ix_(shown, shown)]
+    label_names = [label_names[i] for i in shown]
     n = len(label_names)
     side = max(3.5, 0.55 * n + 1.5)
     fig = Figure(figsize=(2 * side + 0.5, side), layout="constrained")
     for ax, values, title, fmt in zip(fig.subplots(1, 2), (counts, normalised),
                                       ("counts", "row-normalised"), ("{:d}", "{:.2f}")):
         ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
-        ax.set(title=title, xlabel="predicted", ylabel="true", xticks=range(n), yticks=range(n))
+        ax.set(title=title + of_all, xlabel="predicted", ylabel="true", xticks=range(n), yticks=range(n))
         ax.set_xticklabels(plottable(label_names), rotation=45, ha="right")
         ax.set_yticklabels(plottable(label_names))
         if n <= 30:  # beyond that the numbers no longer fit in the cells
@@ -104,11 +136,12 @@ def confusion_figure(confusion, label_names: list[str]) -> Figure:
     return fig
 
 
-def label_errors_figure(per_class: dict) -> Figure:
+def label_errors_figure(per_class: dict, limit: int | None = None) -> Figure:
     """Multi-label's confusion view: per label, texts predicted with it but not carrying it (false
-    positives) and texts carrying it that it missed (false negatives), labels by errors, most first."""
+    positives) and texts carrying it that it missed (false negatives), labels by errors, most first
+    (the `limit` labels with the most)."""
     names = sorted(per_class, key=lambda name: -(per_class[name]["false_positives"]
-                                                 + per_class[name]["false_negatives"]))
+                                                 + per_class[name]["false_negatives"]))[:limit or MAX_DRAWN_CLASSES]
     fp = [per_class[name]["false_positives"] for name in names]
     fn = [per_class[name]["false_negatives"] for name in names]
     fig = Figure(figsize=(7, max(3.0, 0.28 * len(names) + 1.2)), layout="constrained")
@@ -123,10 +156,12 @@ def label_errors_figure(per_class: dict) -> Figure:
     return fig
 
 
-def errors_figure(evaluation, label_names: list[str]) -> Figure:
+def errors_figure(evaluation, label_names: list[str], shown=None) -> Figure:
+    """`shown`: drawn_classes(evaluation), when the caller has it already."""
     if evaluation.multi_label:
         return label_errors_figure(evaluation.metrics["per_class"])
-    return confusion_figure(evaluation.metrics["confusion_matrix"], label_names)
+    shown = drawn_classes(evaluation) if shown is None else shown
+    return confusion_figure(evaluation.metrics["confusion_matrix"], label_names, shown)
 
 
 def figure_pixels(fig: Figure) -> np.ndarray:
@@ -139,13 +174,16 @@ def figure_pixels(fig: Figure) -> np.ndarray:
 def log_analysis(writer, tag: str, evaluation, label_names: list[str], texts: list[str], step: int,
                  top_n: int):
     """TensorBoard: `{tag}/confusion_matrix` image (multi-label: `{tag}/label_errors`), one-vs-rest PR curve
-    per class from the probabilities (`{tag}/pr/<class>`), and the `{tag}/highest_loss` table. Drawing the
+    per class from the probabilities (`{tag}/pr/<class>`; beyond MAX_DRAWN_CLASSES classes, of those with
+    the most errors), and the `{tag}/highest_loss` table. Drawing the
     figure is most of its cost (BENCHMARKS.md → Figures the code relies on)."""
     image = "label_errors" if evaluation.multi_label else "confusion_matrix"
-    writer.add_image(f"{tag}/{image}", figure_pixels(errors_figure(evaluation, label_names)), step,
+    shown = drawn_classes(evaluation)
+    writer.add_image(f"{tag}/{image}", figure_pixels(errors_figure(evaluation, label_names, shown)), step,
                      dataformats="HWC")
     probabilities = evaluation.probabilities
-    for class_id, name in enumerate(label_names):
+    for class_id in shown:
+        name = label_names[class_id]
         gold = evaluation.labels[:, class_id] == 1 if evaluation.multi_label else evaluation.labels == class_id
         writer.add_pr_curve(f"{tag}/pr/{name}", gold, probabilities[:, class_id], step)
     writer.add_text(f"{tag}/highest_loss",
@@ -182,8 +220,9 @@ def write_analysis(out_dir, writer, tag: str, evaluation, label_names: list[str]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     image = out_dir / (LABEL_ERRORS_PNG if evaluation.multi_label else CONFUSION_PNG)
-    errors_figure(evaluation, label_names).savefig(image, dpi=120)
-    write_csv(highest_loss_examples(evaluation, label_names, texts, top_n), out_dir / HIGHEST_LOSS_CSV)
+    save_figure(errors_figure(evaluation, label_names), image, dpi=120)
+    with atomic_output(out_dir / HIGHEST_LOSS_CSV) as tmp:
+        write_csv(highest_loss_examples(evaluation, label_names, texts, top_n), tmp)
     log_analysis(writer, tag, evaluation, label_names, texts, step, top_n)
     log_projector(writer, tag, evaluation, label_names, texts, step, projector_max_examples)
     return [image, out_dir / HIGHEST_LOSS_CSV]
@@ -200,7 +239,7 @@ def write_calibration_analysis(out_dir, writer, evaluations: dict, step: int) ->
         title = f"{split}" + (f", temperature {evaluation.decision.temperature:.2f}"
                               if evaluation.decision.temperature != 1.0 else "")
         fig = reliability_figure(evaluation.probabilities, evaluation.labels, title)
-        fig.savefig(out_dir / f"reliability_{split}.png", dpi=120)
+        save_figure(fig, out_dir / f"reliability_{split}.png", dpi=120)
         writer.add_image(f"calibration/{split}", figure_pixels(fig), step, dataformats="HWC")
         written.append(out_dir / f"reliability_{split}.png")
     return written

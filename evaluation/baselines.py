@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits  # a scikit-learn dependency
@@ -28,12 +28,20 @@ from model.checkpoint import TRAIN_CONFIG
 from model.classifier import BERTClassifier
 
 
-def checkpoint_train_config(checkpoint, needed_for: str):
-    """The resolved config of the run that wrote `checkpoint` (its train_config.yaml)."""
+def checkpoint_train_config(checkpoint, needed_for: str, key: str):
+    """`key` of the resolved config of the run that wrote `checkpoint` (its train_config.yaml); a file that
+    is not YAML, not a mapping, or lacks the key is one line naming the file and key."""
     path = Path(checkpoint) / TRAIN_CONFIG
     if not path.is_file():
         raise UserError(f"{path} is missing: pass {needed_for}")
-    return OmegaConf.load(path)
+    try:
+        config = OmegaConf.load(path)
+        value = OmegaConf.select(config, key) if isinstance(config, DictConfig) else None
+    except Exception as e:  # yaml's scanner/parser errors, OmegaConf's interpolation errors
+        raise UserError(f"{path}: not a readable config ({str(e).splitlines()[0]}); pass {needed_for}") from None
+    if value is None:
+        raise UserError(f"{path}: no {key} in it; pass {needed_for}")
+    return value
 
 
 @dataclass
@@ -79,7 +87,7 @@ class FrozenEncoder:
         if cfg.baseline_encoder:
             path, key = Path(cfg.baseline_encoder), "baseline_encoder"
         else:
-            path = Path(checkpoint_train_config(cfg.checkpoint, "baseline_encoder=DIR").model.path)
+            path = Path(checkpoint_train_config(cfg.checkpoint, "baseline_encoder=DIR", "model.path"))
             key = f"model.path in {TRAIN_CONFIG}"
         if not path.is_dir():
             raise UserError(f"{path} ({key}): pretrained encoder directory not found; pass baseline_encoder=DIR")

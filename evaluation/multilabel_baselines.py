@@ -39,7 +39,7 @@ class MultilabelBaselines:
     def prepare(cls, cfg, data_cfg, loaded, device=None) -> "MultilabelBaselines":
         labels = loaded.info.labels
         train, validation = read_split(data_cfg, "train"), read_split(data_cfg, "validation")
-        trainer = checkpoint_train_config(cfg.checkpoint, "data=...").trainer
+        trainer = checkpoint_train_config(cfg.checkpoint, "data=...", "trainer")
         return cls(train, label_ids(train, labels, multi_label=True), validation,
                    label_ids(validation, labels, multi_label=True),
                    OmegaConf.select(trainer, "threshold_scope", default="per_label"),

@@ -12,15 +12,17 @@ One compressed NumPy archive per split, `predictions_<split>.npz` beside metrics
   multi_label    ()  bool
   temperature    ()  float      1.0 unless the checkpoint was calibrated (trainer.calibrate)
   thresholds     (C,) float32   multi-label decision thresholds (empty for single-label)
+  texts_sha256   ()  str        digest of the split's texts in order (data/digest.py): research.compare
+                                refuses two files whose examples differ; absent from files written before it
 Loading needs no pickle (allow_pickle=False): every array is plain numbers or fixed-width text.
 """
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from common.errors import UserError
+from common.output_paths import atomic_output
 
 FIELDS = ("index", "gold", "predicted", "probabilities", "logits", "labels", "multi_label", "temperature",
           "thresholds")
@@ -37,6 +39,7 @@ class Predictions:
     multi_label: bool = False
     temperature: float = 1.0
     thresholds: np.ndarray | None = None
+    texts_sha256: str | None = None  # None: a file written before the digest was kept
 
     def __len__(self):
         return len(self.index)
@@ -47,7 +50,8 @@ def predictions_path(run_dir, split: str) -> Path:
 
 
 def write_predictions(path, predictions: Predictions):
-    """Written to a temporary file and renamed: a reader never sees half an archive."""
+    """Written to a temporary file and renamed: a reader never sees half an archive, and a failed write
+    (disk full: numpy raises what zipfile does) leaves no temporary file."""
     path = Path(path)
     multi = predictions.multi_label
     arrays = {"index": np.asarray(predictions.index, np.int64),
@@ -59,9 +63,11 @@ def write_predictions(path, predictions: Predictions):
               "multi_label": np.asarray(multi),
               "temperature": np.asarray(float(predictions.temperature)),
               "thresholds": np.asarray([] if predictions.thresholds is None else predictions.thresholds, np.float32)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    if predictions.texts_sha256 is not None:
+        arrays["texts_sha256"] = np.asarray(predictions.texts_sha256)
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name not ending in it
+            np.savez_compressed(f, **arrays)
 
 
 def read_predictions(path) -> Predictions:
@@ -76,17 +82,19 @@ def read_predictions(path) -> Predictions:
             if missing:
                 raise UserError(f"{path}: not a predictions file (no {missing[0]!r} array)")
             a = {name: archive[name] for name in FIELDS}
+            texts_sha256 = str(archive["texts_sha256"]) if "texts_sha256" in archive.files else None
     except (OSError, ValueError) as e:  # not a zip / not .npy members
         raise UserError(f"{path}: not a readable predictions file ({e})") from None
     multi = bool(a["multi_label"])
     return Predictions(a["index"], a["gold"], a["predicted"], a["probabilities"], a["logits"],
                        [str(name) for name in a["labels"]], multi, float(a["temperature"]),
-                       a["thresholds"] if multi else None)
+                       a["thresholds"] if multi else None, texts_sha256)
 
 
-def predictions_of(evaluation, label_names: list[str]) -> Predictions:
-    """From an evaluation.scoring.Evaluation (dataset order = the split's order)."""
+def predictions_of(evaluation, label_names: list[str], texts_sha256: str) -> Predictions:
+    """From an evaluation.scoring.Evaluation (dataset order = the split's order) and the digest of the
+    split's texts (data/digest.py texts_digest)."""
     decision = evaluation.decision
     return Predictions(np.arange(len(evaluation.labels)), evaluation.labels, evaluation.predicted,
                        evaluation.probabilities, evaluation.logits, label_names, decision.multi_label,
-                       decision.temperature, decision.thresholds)
+                       decision.temperature, decision.thresholds, texts_sha256)

@@ -77,10 +77,14 @@ def save_checkpoint(directory, model: BERTClassifier, info: ClassifierInfo, toke
         for f in tmp.iterdir():  # make the bytes durable before the rename publishes them
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-    except OSError as e:  # full disk, quota, permissions: the previous checkpoint is still whole
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as e:  # full disk, quota, permissions; safetensors raises its own error type for them
+        shutil.rmtree(tmp, ignore_errors=True)  # also on Ctrl-C: the previous checkpoint is still whole
+        if not isinstance(e, Exception):
+            raise
+        reason = (e.strerror if isinstance(e, OSError) and e.strerror
+                  else str(e).splitlines()[0] if str(e) else type(e).__name__)
         kept = f"{directory} still holds the previous one" if directory.exists() else "nothing was saved before"
-        raise UserError(f"cannot write checkpoint {directory} ({e.strerror or e}); {kept}") from None
+        raise UserError(f"cannot write checkpoint {directory} ({reason}); {kept}") from None
     if directory.exists():
         os.replace(directory, old)
     os.replace(tmp, directory)  # between these two renames only `.old` exists: loaders fall back to it
@@ -100,7 +104,9 @@ def load_weights(directory, model: torch.nn.Module):
     try:
         model.load_state_dict(load_file(str(path)))
     except Exception as e:  # corrupt file (safetensors error) or weights of another shape (RuntimeError)
-        raise UserError(f"{path}: cannot load weights ({str(e).splitlines()[0]})") from None
+        # torch lists each missing key and shape mismatch on a line of its own: all of them, on one line
+        details = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        raise UserError(f"{path}: cannot load weights ({details})") from None
 
 
 @dataclass

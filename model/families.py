@@ -77,6 +77,12 @@ def family_of_encoder(encoder: Encoder) -> Family:
     return FAMILIES[encoder.config.model_type]
 
 
+def encoder_config(path: Path) -> EncoderConfig:
+    """The family's config object read from a config.json (shapes, for FLOP counts and checks)."""
+    config = read_config_json(path)
+    return family_of(config, path).encoder.config_class.from_dict(config, source=path)
+
+
 def encoder_from_config(path: Path) -> Encoder:
     """A family's encoder with fresh (or, under initial_weights_not_drawn, undrawn) weights, from config.json."""
     config = read_config_json(path)
@@ -103,3 +109,11 @@ def hf_head_name(family: Family, key: str) -> str:
 def hf_encoder_state(encoder: Encoder) -> dict:
     """Our encoder's weights under its family's task-checkpoint key names (exports, MLM output)."""
     return {encoder.hf_name(k): v for k, v in encoder.state_dict().items()}
+
+
+def describe_model(model) -> str:
+    """The run log's line naming the encoder family and the head (model/classifier.py BERTClassifier)."""
+    family = family_of_encoder(model.encoder)
+    head = (f"{family.name}'s own head ({family.architecture})" if model.head_kind == "family"
+            else "linear head")
+    return f"encoder: {family.name} (model_type {model.encoder.config.model_type}); {head} on {model.pooling} pooling"

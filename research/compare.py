@@ -32,6 +32,8 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from common.errors import UserError, exit_on_user_error
+from common.overrides import override_meaning
+from common.output_paths import check_output_file, write_text_atomic
 from evaluation.predictions import Predictions, predictions_path, read_predictions
 
 METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}  # key -> as printed
@@ -94,20 +96,29 @@ def sweep_side(sweep_dir: Path, spec: str, split: str) -> list[Run]:
             raise UserError(f"{sweep_dir}: no configuration {spec} (it has {len(groups)}, see summary.md)")
         chosen = [groups[int(spec) - 1]]
     else:
-        chosen = [g for g in groups if set(spec.split()) <= set(g.overrides)]
+        wanted = {override_meaning("config", o) for o in spec.split()}  # 5e-5 is 5e-05, 문장 is '문장'
+        chosen = [g for g in groups if wanted <= {override_meaning("config", o) for o in g.overrides}]
         if len(chosen) != 1:
             raise UserError(f"{sweep_dir}: {spec!r} matches {len(chosen)} configurations, not one "
                             f"(give more overrides, or the row number from summary.md)")
     return [read_run(sweep_dir / job.name, split) for job in chosen[0].jobs]
 
 
-def check_same_examples(runs: list[Run]):
-    """Every run must have predicted the same examples, in the same order, with the same label names."""
+def check_same_examples(runs: list[Run]) -> list[str]:
+    """Every run must have predicted the same examples, in the same order, with the same label names: the
+    digests of their texts must agree. Files written before the digest was kept are compared on count, order
+    and gold labels only; the notes returned say which."""
     first = runs[0]
     a = first.predictions
+    notes = [f"note: {run.path} records no digest of its texts (written before research.compare checked them): "
+             "the examples are matched by count, order and gold labels only"
+             for run in runs if run.predictions.texts_sha256 is None]
     for run in runs[1:]:
         b = run.predictions
         where = f"{first.path} and {run.path}"
+        if a.texts_sha256 and b.texts_sha256 and a.texts_sha256 != b.texts_sha256:
+            raise UserError(f"{where} were predicted on different texts (texts sha256 {a.texts_sha256[:12]} vs "
+                            f"{b.texts_sha256[:12]}): not the same examples")
         if a.labels != b.labels:
             raise UserError(f"{where} have different label names: {a.labels} vs {b.labels}")
         if len(a) != len(b):
@@ -119,6 +130,7 @@ def check_same_examples(runs: list[Run]):
         if len(differ):
             raise UserError(f"{where} have different gold labels on {len(differ)} of {len(a)} examples "
                             f"(first: example {int(a.index[differ[0]])}): not the same data")
+    return notes
 
 
 def bootstrap_weights(n_examples: int, resamples: int, seed: int):
@@ -188,7 +200,7 @@ def welch_p_value(a_values: list[float], b_values: list[float]) -> float | None:
 
 def compare(a: list[Run], b: list[Run], resamples: int, seed: int) -> dict:
     """Everything the report prints, as plain numbers (the --out JSON)."""
-    check_same_examples(a + b)
+    notes = check_same_examples(a + b)
     n = len(a[0].predictions)
     if n == 0:
         raise UserError(f"{a[0].path}: no examples to compare on")
@@ -196,7 +208,7 @@ def compare(a: list[Run], b: list[Run], resamples: int, seed: int) -> dict:
     resampled = bootstrap_differences(a, b, resamples, seed)
     result = {"examples": n, "resamples": resamples, "seed": seed, "metrics": {},
               "a": [{"path": str(r.path), "seed": r.seed} for r in a],
-              "b": [{"path": str(r.path), "seed": r.seed} for r in b]}
+              "b": [{"path": str(r.path), "seed": r.seed} for r in b], "notes": notes}
     for m in METRICS:
         a_values, b_values = observed_a[m][:, 0].tolist(), observed_b[m][:, 0].tolist()
         difference = float(np.mean(b_values) - np.mean(a_values))
@@ -330,14 +342,18 @@ def parse_args(argv: list[str]):
 @exit_on_user_error
 def main(argv: list[str]):
     args = parse_args(argv)
+    if args.out is not None:  # before the bootstrap, not after it
+        check_output_file(args.out, "--out")
     if args.sweep is not None:
         a, b = (sweep_side(args.sweep, spec, args.split) for spec in (args.a, args.b))
     else:
         a, b = (read_side(spec, args.split) for spec in (args.a, args.b))
     result = compare(a, b, args.resamples, args.seed)
+    for note in result["notes"]:
+        print(note, file=sys.stderr)
     print(report(result, args.a, args.b, args.split), end="")
     if args.out is not None:
-        args.out.write_text(json.dumps({"split": args.split, "a_spec": args.a, "b_spec": args.b, **result},
+        write_text_atomic(args.out, json.dumps({"split": args.split, "a_spec": args.a, "b_spec": args.b, **result},
                                        indent=2, ensure_ascii=False) + "\n")
         print(f"wrote {args.out}")
 

@@ -172,6 +172,28 @@ def test_every_family_is_tested():
                              for name in CONFIGS}
 
 
+@pytest.mark.parametrize("name", ["roberta", "xlm-roberta", "distilbert", "deberta-v2"])
+def test_continued_pretraining_writes_the_familys_base_model(tmp_path, name):
+    """training/mlm.py's output directory: transformers reads it as the family's base model, same outputs."""
+    from training.mlm import save_encoder
+
+    directory, _ = saved(tmp_path, name, "base")
+    encoder = load_encoder(directory).eval()
+
+    class NoTokenizerFiles:  # the tokenizer is not what this test is about
+        def save(self, out):
+            pass
+
+    save_encoder(tmp_path / "mlm", encoder, NoTokenizerFiles(), source={"test": name})
+    theirs = transformers.AutoModel.from_pretrained(tmp_path / "mlm").eval()
+    assert type(theirs).__name__.lower().startswith(name.replace("-", ""))
+    ids, mask, segments = padded_batch(encoder.config.pad_token_id, [9, 4])
+    with torch.no_grad():
+        hidden, _ = encoder(ids, mask, segments)
+        ref = theirs(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+    assert (hidden - ref)[mask].abs().max() < 1e-5
+
+
 def test_deberta_buckets_are_transformers_buckets():
     """Every distance up to 600 with v3's 256 buckets over 512 positions, and small tables: the same rows."""
     from transformers.models.deberta_v2.modeling_deberta_v2 import make_log_bucket_position

@@ -6,6 +6,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data.build import build_datasets, read_splits
+from data.digest import split_digest, texts_digest
 from data.dataset import ClassificationDataset, LengthGroupedBatchSampler, TrainingSteps
 from data.tokenizer import Tokenizer
 from data.transform import BERTSentenceTransform, framing_of
@@ -29,6 +30,8 @@ class TrainingData:
     val_loader: DataLoader
     val_texts: list[str] | None  # for the highest-loss tables (datasets keep token ids only)
     kept_rows: list[int] | None  # model.trim_vocab: the encoder's embedding rows the tokenizer still uses
+    texts_digests: dict[str, str]  # per split, the texts as read (data/digest.py): kept in prediction files
+    split_digests: dict[str, str]  # per split, texts and labels: what a resume checks it trains on
 
     @property
     def multi_label(self) -> bool:
@@ -49,8 +52,11 @@ def build_data(cfg, ddp, device) -> TrainingData:
         print(f"{split:>10}: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
     val_loader = eval_loader(datasets["validation"], tcfg.eval_batch_size, **loader_options(tcfg, device))
     val_texts = display_texts(splits["validation"]) if tcfg.analysis and ddp.is_main else None
+    texts = {split: texts_digest(examples.texts, examples.texts_b) for split, examples in splits.items()}
+    labelled = {split: split_digest(texts[split], datasets[split].labels, label_names) for split in splits}
     return TrainingData(tokenizer, transform.pair, label_names, datasets,
-                        build_train_loader(cfg, datasets["train"], ddp, device), val_loader, val_texts, kept_rows)
+                        build_train_loader(cfg, datasets["train"], ddp, device), val_loader, val_texts, kept_rows,
+                        texts, labelled)
 
 
 def loader_options(tcfg, device) -> dict:

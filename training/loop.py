@@ -45,6 +45,7 @@ class Checkpoints:
     info: ClassifierInfo
     tokenizer: Tokenizer
     config_yaml: str  # the resolved run config, stored beside the weights
+    identity: dict | None = None  # what the run is, for resume's checks (training/run_identity.py)
 
 
 @dataclass(kw_only=True)
@@ -227,7 +228,7 @@ def save_last(run: Training, progress: TrainingProgress, epoch: int, batch_in_ep
     if run.ddp.is_main:
         c = run.checkpoints
         save_resumable(c.last_dir, run.model, c.info, c.tokenizer, c.config_yaml, run.optimizer, run.scheduler,
-                       progress, rng_states)
+                       progress, rng_states, c.identity)
 
 
 class NonFiniteGradient(Exception):

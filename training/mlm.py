@@ -15,6 +15,8 @@ on the validation split's texts (fixed masks) before and after each epoch. It ru
 """
 import json
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from torch import nn
 import common.config  # noqa: F401  (registers the conf/ resolvers)
 from common.cli import check_overrides
 from common.errors import UserError, exit_on_user_error
+from common.output_paths import check_output_dir, describe_write_error
 from data.build import read_splits
 from data.dataset import ClassificationDataset, LengthGroupedBatchSampler
 from data.transform import BERTSentenceTransform, framing_of
@@ -113,22 +116,33 @@ def held_out_score(encoder, head, dataset, mask_args, mixed_precision, batch_siz
 
 
 def save_encoder(out: Path, encoder: Encoder, tokenizer, source: dict):
-    """A Hugging Face base-model directory of the encoder's family (BertModel, RobertaModel, ...); the
-    pooler is left out (it was never trained here)."""
+    """A Hugging Face base-model directory of the encoder's family (BertModel, RobertaModel, ...); the pooler
+    is left out (it was never trained here). Every file is written into a temporary sibling first and then
+    renamed into `out`: a failed write (disk full) leaves no partial file there, and the temporary directory
+    is removed."""
     out.mkdir(parents=True, exist_ok=True)
-    state = {encoder.hf_name(k, with_prefix=False): v.detach().float().contiguous()
-             for k, v in encoder.state_dict().items() if not k.startswith("pooler.")}
-    save_file(state, str(out / "model.safetensors"))
-    base_model = family_of_encoder(encoder).architecture.replace("ForSequenceClassification", "Model")
-    config = {"architectures": [base_model], **encoder.config.to_dict(), "source": source}
-    (out / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-    tokenizer.save(out)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        tmp.mkdir()
+        state = {encoder.hf_name(k, with_prefix=False): v.detach().float().contiguous()
+                 for k, v in encoder.state_dict().items() if not k.startswith("pooler.")}
+        save_file(state, str(tmp / "model.safetensors"))
+        base_model = family_of_encoder(encoder).architecture.replace("ForSequenceClassification", "Model")
+        config = {"architectures": [base_model], **encoder.config.to_dict(), "source": source}
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        tokenizer.save(tmp)
+        for written in tmp.iterdir():
+            os.replace(written, out / written.name)
+    except Exception as e:  # OSError, or safetensors' own error for the same causes
+        raise UserError(f"cannot write {out} ({describe_write_error(e)})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @hydra.main(config_path="../conf", config_name="mlm", version_base="1.3")
 @exit_on_user_error
 def main(cfg: DictConfig):
-    out = Path(cfg.out)
+    out = check_output_dir(cfg.out, "out")
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise UserError(f"out={out} is not empty: choose another directory or pass overwrite=true")
     configure_cpu(cfg.threads)

@@ -7,7 +7,9 @@ at batch k of epoch e skips straight to it without reading the k batches before 
 workers draw no random numbers (collation is deterministic), so they have no RNG state to keep.
 """
 import json
+import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from common.errors import UserError
 from model.checkpoint import existing_checkpoint_dir, save_checkpoint
+from training.run_identity import write_identity
 
 STATE_TENSORS, STATE_JSON = "training_state.safetensors", "training_state.json"
 
@@ -61,12 +64,18 @@ def rng_state() -> dict:
 
 
 def save_resumable(directory: Path, model, info, tokenizer, config_yaml: str, optimizer, scheduler,
-                   progress: TrainingProgress, rng_states: list[dict]):
-    """checkpoints/last: the classifier checkpoint plus the training state, written in one atomic save.
-    `rng_states`: rng_state() of every process, in rank order."""
+                   progress: TrainingProgress, rng_states: list[dict], identity: dict | None = None):
+    """checkpoints/last: the classifier checkpoint plus the training state and the run's identity
+    (training/run_identity.py), written in one atomic save. `rng_states`: rng_state() of every process,
+    in rank order."""
     state = progress.to_dict()
-    save_checkpoint(directory, model, info, tokenizer, config_yaml,
-                    lambda tmp: write_training_state(tmp, optimizer, scheduler, state, rng_states))
+
+    def write_state(tmp):
+        write_training_state(tmp, optimizer, scheduler, state, rng_states)
+        if identity is not None:
+            write_identity(tmp, identity)
+
+    save_checkpoint(directory, model, info, tokenizer, config_yaml, write_state)
 
 
 def write_training_state(directory: Path, optimizer, scheduler, progress: dict, rng_states: list[dict]):
@@ -107,7 +116,11 @@ def read_training_state(directory: Path, optimizer, scheduler, rank: int = 0) ->
     groups = meta["optimizer_param_groups"]
     for group in groups:
         group["betas"] = tuple(group["betas"])
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, RuntimeError) as e:  # other parameter groups (optim.layer_decay, freezing)
+        raise UserError(f"{directory}: the optimizer state does not fit this model's parameter groups "
+                        f"({str(e).splitlines()[0]}); resume with the run's optim/model settings") from None
     scheduler.load_state_dict(meta["scheduler"])
     if rank < len(meta["rng"]):
         torch.set_rng_state(tensors[f"rng.{rank}.torch"])
@@ -120,6 +133,54 @@ def read_training_state(directory: Path, optimizer, scheduler, rank: int = 0) ->
         name, keys, *rest = meta["rng"][rank]["numpy"]
         np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
     return TrainingProgress(**meta["progress"])
+
+
+def optimizer_settings(optimizer, scheduler) -> tuple[list[dict], list[float]]:
+    """What a freshly built optimizer and schedule hold from the config: every group's hyperparameters
+    and the schedule's peak rates. Read before read_training_state overwrites them."""
+    groups = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    return groups, list(scheduler.base_lrs)
+
+
+def adopt_settings(optimizer, scheduler, settings: tuple[list[dict], list[float]]):
+    """After a resume with trainer.resume_changes: the config's optimizer hyperparameters and peak rates
+    replace the checkpoint's (which read_training_state restored), and the current rate is the schedule's
+    at the resumed step under the new peak. Moments and step counts stay the checkpoint's."""
+    groups, base_lrs = settings
+    for group, fresh in zip(optimizer.param_groups, groups):
+        group.update({k: v for k, v in fresh.items() if k != "lr"})
+    scheduler.base_lrs = list(base_lrs)
+    for group, base, factor in zip(optimizer.param_groups, base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
+def recorded_step(directory: Path) -> int:
+    """The optimizer step checkpoints/last was saved after (0 when its state cannot be read: read_training_state
+    then says why)."""
+    try:
+        return int(json.loads((directory / STATE_JSON).read_text())["progress"]["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def carry_best_checkpoint(resume_dir: Path, best_dir: Path):
+    """A run resumed into another directory (trainer.resume=<run> with a new hydra.run.dir): the best
+    checkpoint so far is the old run's, copied here, so the end of the run scores it even when no later
+    validation beats it. Copied whole into a temporary sibling, then renamed."""
+    if best_dir.exists():
+        return
+    source = existing_checkpoint_dir(resume_dir.parent / "best")
+    if not source.is_dir():
+        raise UserError(f"{resume_dir}: no best checkpoint beside it ({source}), though the run has validated; "
+                        "resume from the whole run directory")
+    tmp = best_dir.with_name(f".{best_dir.name}.tmp-{os.getpid()}")
+    try:
+        shutil.copytree(source, tmp)
+        os.replace(tmp, best_dir)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"cannot copy {source} to {best_dir} ({e.strerror or e})") from None
 
 
 def check_trimmed_vocabulary(directory: Path, tokenizer):

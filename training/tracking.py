@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from omegaconf import OmegaConf
 
+from common.output_paths import write_text_atomic
+
 # +1: higher is better. The last three exist for multi-label data only.
 MONITORS = {"accuracy": +1, "macro_f1": +1, "loss": -1, "micro_f1": +1, "samples_f1": +1, "mean_ap": +1}
 MULTI_LABEL_ONLY = ("micro_f1", "samples_f1", "mean_ap")
@@ -118,9 +120,12 @@ def summary(metrics: dict) -> dict:
     return {k: metrics[k] for k in SUMMARY_KEYS if k in metrics}
 
 
-def write_run_metrics(path, progress, final: FinalScores, label_names, batch_size: int):
+def write_run_metrics(path, progress, final: FinalScores, label_names, batch_size: int,
+                      resume_changes: list | None = None):
     """metrics.json: the best validation epoch, its checkpoint's test metrics, the per-epoch history and
-    timings (progress: training/resume.py TrainingProgress); the summary line on stdout."""
+    timings (progress: training/resume.py TrainingProgress); the summary line on stdout. `resume_changes`:
+    the settings or data a resume was allowed to change (trainer.resume_changes), with the step from which
+    each held."""
     best, train_seconds, test = progress.best, progress.train_seconds, final.test
     metrics = {"best_validation": best, "test": summary(test), "test_per_class": test["per_class"],
                "best_checkpoint_validation": summary(final.validation),
@@ -139,7 +144,9 @@ def write_run_metrics(path, progress, final: FinalScores, label_names, batch_siz
     if decision is not None and decision.multi_label:
         metrics["thresholds"] = dict(zip(label_names, (round(float(t), 4) for t in decision.thresholds)))
         metrics["test_at_fixed_threshold"] = {str(t): summary(m) for t, m in final.test_at_fixed_thresholds.items()}
-    path.write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
+    if resume_changes:
+        metrics["resume_changes"] = resume_changes
+    write_text_atomic(path, json.dumps(metrics, indent=2, ensure_ascii=False))
     scores = (f"micro-F1 {test['micro_f1']:.4f} macro-F1 {test['macro_f1']:.4f} mAP {test['mean_ap']:.4f}"
               if "micro_f1" in test else f"accuracy {test['accuracy']:.4f} macro-F1 {test['macro_f1']:.4f}")
     print(f"test (best epoch {best['epoch']}): {scores}; trained {train_seconds:.0f}s; wrote {path}")
