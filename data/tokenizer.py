@@ -28,12 +28,14 @@ TOKENIZER_CONFIG_FILES = ["tokenizer_config.json", "special_tokens_map.json"]
 # How many separators a tokenizer class puts between the texts of a pair: [CLS] a [SEP] b [SEP] or
 # <s> a </s></s> b </s> (transformers' class names, "Fast" stripped).
 PAIR_SEPARATORS_OF_CLASS = {"BertTokenizer": 1, "DistilBertTokenizer": 1, "ElectraTokenizer": 1,
-                            "RobertaTokenizer": 2, "XLMRobertaTokenizer": 2, "CamembertTokenizer": 2}
+                            "RobertaTokenizer": 2, "XLMRobertaTokenizer": 2, "CamembertTokenizer": 2,
+                            "DebertaV2Tokenizer": 1}
 # The tokenizer class transformers' AutoTokenizer picks from config.json's model_type when
 # tokenizer_config.json names none.
 TOKENIZER_CLASS_OF_MODEL_TYPE = {"bert": "BertTokenizer", "distilbert": "DistilBertTokenizer",
                                  "electra": "ElectraTokenizer", "roberta": "RobertaTokenizer",
-                                 "xlm-roberta": "XLMRobertaTokenizer", "camembert": "CamembertTokenizer"}
+                                 "xlm-roberta": "XLMRobertaTokenizer", "camembert": "CamembertTokenizer",
+                                 "deberta-v2": "DebertaV2Tokenizer"}
 
 
 class Tokenizer:
@@ -241,13 +243,10 @@ def xlmr_sentencepiece_tokenizer(directory: Path, model_file: Path) -> Tokenizer
     (<s> 0, <pad> 1, </s> 2, <unk> 3, SentencePiece piece i at i + 1 from i = 3, <mask> last), the model's
     Precompiled normalizer, whitespace split + Metaspace, a `tokenizers` Unigram over the same scores.
     The `sentencepiece` library itself breaks ties between equal-score segmentations differently."""
-    from sentencepiece import sentencepiece_model_pb2
     from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import Unigram
 
-    load_sentencepiece(model_file)  # its one-line error for a file that is not a SentencePiece model
-    proto = sentencepiece_model_pb2.ModelProto()
-    proto.ParseFromString(model_file.read_bytes())
+    proto = sentencepiece_proto(model_file)
     config = read_tokenizer_config(directory)
     names = {role: named_token(config, role, default) for role, default in
              (("bos", "<s>"), ("pad", "<pad>"), ("eos", "</s>"), ("unk", "<unk>"), ("mask", "<mask>"))}
@@ -266,6 +265,52 @@ def xlmr_sentencepiece_tokenizer(directory: Path, model_file: Path) -> Tokenizer
         single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
         special_tokens=[(bos, 0), (eos, 2)])
     return TokenizerJson(directory, tok.to_str())
+
+
+def deberta_sentencepiece_tokenizer(directory: Path, model_file: Path) -> TokenizerJson:
+    """DeBERTa-v2/v3's spm.model without a tokenizer.json, as transformers 5's DebertaV2Tokenizer builds it
+    (so AutoTokenizer, and the tokenizer.json it saves, give these ids): the model's own numbering ([PAD] 0,
+    [CLS] 1, [SEP] 2, [UNK] 3 in v3), [MASK] after the pieces where the model lacks it, a `tokenizers`
+    Unigram over the same scores. Its normalizer is transformers' (whitespace runs to one space, NFC, no
+    trailing space), not the model's NFKC charsmap, which transformers 5 no longer applies: the
+    `sentencepiece` library itself gives other ids for some texts (Korean compatibility jamo, full-width forms)."""
+    from tokenizers import AddedToken, Regex, Tokenizer as HFTokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import Unigram
+
+    proto = sentencepiece_proto(model_file)
+    config = read_tokenizer_config(directory)
+    names = {role: named_token(config, role, default) for role, default in
+             (("bos", "[CLS]"), ("eos", "[SEP]"), ("unk", "[UNK]"), ("sep", "[SEP]"), ("pad", "[PAD]"),
+              ("cls", "[CLS]"), ("mask", "[MASK]"))}
+    vocab = [(p.piece, p.score) for p in proto.pieces]
+    unk_id = vocab.index((names["unk"], 0.0)) if (names["unk"], 0.0) in vocab else proto.trainer_spec.unk_id
+    tok = HFTokenizer(Unigram(vocab, unk_id=unk_id, byte_fallback=False))
+    tok.normalizer = normalizers.Sequence(
+        ([normalizers.Lowercase()] if config.get("do_lower_case", False) else [])
+        + [normalizers.Replace(Regex(r"\s{2,}|[\n\r\t]"), " "), normalizers.NFC(),
+           normalizers.Strip(left=False, right=True)])
+    prepend = "always" if config.get("add_prefix_space", True) else "first"
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        ([pre_tokenizers.Punctuation(behavior="isolated")] if config.get("split_by_punct", False) else [])
+        + [pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme=prepend)])
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme=prepend)
+    # SentencePiece's control (type 3, special) and user-defined (type 4) pieces are whole tokens, as in transformers
+    tok.add_tokens([AddedToken(p.piece, normalized=False, special=p.type == 3) for p in proto.pieces if p.type in (3, 4)])
+    tok.add_special_tokens([AddedToken(name, special=True, normalized=False) for name in dict.fromkeys(names.values())])
+    cls, sep = names["cls"], names["sep"]
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+        special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))])
+    return TokenizerJson(directory, tok.to_str())
+
+
+def sentencepiece_proto(model_file: Path):
+    from sentencepiece import sentencepiece_model_pb2
+
+    load_sentencepiece(model_file)  # its one-line error for a file that is not a SentencePiece model
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model_file.read_bytes())
+    return proto
 
 
 def named_token(config: dict, role: str, default: str | None) -> str | None:
@@ -301,6 +346,8 @@ def load_tokenizer(directory) -> Tokenizer:
         kind = tokenizer_class_of(directory)
         if kind == "XLMRobertaTokenizer":
             return xlmr_sentencepiece_tokenizer(directory, model_file)
+        if kind == "DebertaV2Tokenizer":
+            return deberta_sentencepiece_tokenizer(directory, model_file)
         if kind == "CamembertTokenizer":  # fairseq's numbering with <s>NOTUSED and other extras of its own
             raise UserError(f"{model_file}: CamemBERT's SentencePiece numbering is not supported without its "
                             "tokenizer.json: put the checkpoint's tokenizer.json beside it")

@@ -4,7 +4,8 @@ The KoBERT tutorial's transform, minus its fixed padding: sequences stay as long
 the collate function pads each batch to its longest member (data/dataset.py).
 
 Framings (what surrounds the texts, and whether the second text gets segment 1):
-- "bert": [CLS] a [SEP] (b [SEP]), segments 0 then 1 (BERT, DistilBERT, ELECTRA);
+- "bert": [CLS] a [SEP] (b [SEP]), segments 0 then 1 (BERT, DistilBERT, ELECTRA, DeBERTa-v2: its
+  tokenizer gives the second text token type 1, which v3 configs (type_vocab_size 0) never read);
 - "roberta": <s> a </s> (</s> b </s>), segments all 0 (RoBERTa, XLM-R, CamemBERT: one token type);
 - "bert_one_segment": [CLS] a [SEP] (b [SEP]), segments all 0: a RoBERTa model whose checkpoint ships a
   BertTokenizer (KLUE-RoBERTa), framed as that tokenizer frames pairs, with the model's one token type;
@@ -20,7 +21,7 @@ from data.tokenizer import Tokenizer
 # framing -> (separators between the texts of a pair, whether the second text is segment 1)
 FRAMINGS = {"bert": (1, True), "roberta": (2, False), "bert_one_segment": (1, False)}
 ROBERTA_FAMILY = ("roberta", "xlm-roberta", "camembert")
-BERT_FAMILY = ("bert", "distilbert", "electra")
+BERT_FAMILY = ("bert", "distilbert", "electra", "deberta-v2")
 NO_TOKEN_TYPES = ("modernbert",)
 
 

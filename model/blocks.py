@@ -95,26 +95,32 @@ class SelfAttention(nn.Module):
         B, T, C = x.shape
         heads = lambda t: t.view(B, t.shape[1], self.n_head, C // self.n_head).transpose(1, 2)  # noqa: E731
         q, k, v = heads(self.query(queries)), heads(self.key(x)), heads(self.value(x))  # (B, heads, T, head_dim)
-        drop = self.probs_dropout
-        if drop.uses_fast_mask(x):
-            # What SDPA's math kernel computes, which is the one CPU SDPA runs when dropout is on,
-            # but with the cheaper mask (model/dropout.py).
-            scores = (q @ k.transpose(-2, -1)) * (C // self.n_head) ** -0.5
-            probs = scores.masked_fill(~key_mask, float("-inf")).softmax(-1)
-            y = drop(probs) @ v
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask,
-                                               dropout_p=drop.p if self.training else 0.0)
+        y = attend(q, k, v, key_mask, self.probs_dropout)
         return self.out(y.transpose(1, 2).reshape(B, queries.shape[1], C))
+
+
+def attend(q, k, v, mask, probs_dropout: Dropout, scale: float | None = None):
+    """softmax(q k^T * scale + mask) v, dropout on the probabilities. `mask`: bool (True: may attend) or an
+    additive float bias (-inf where not); `scale` defaults to 1 / sqrt(head_dim)."""
+    # A float bias on the CPU (DeBERTa's position terms): CPU SDPA was never faster than these three operations
+    # on a DeBERTa-v3-base config, 1.1-1.4x their forward time (benchmarks/deberta_attention.py, two runs).
+    if probs_dropout.uses_fast_mask(q) or (mask.dtype != torch.bool and q.device.type == "cpu"):
+        # What SDPA's math kernel computes, which is the one CPU SDPA runs when dropout is on,
+        # but with the cheaper mask (model/dropout.py).
+        scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5 if scale is None else scale)
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+        return probs_dropout(scores.softmax(-1)) @ v
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale,
+                                          dropout_p=probs_dropout.p if probs_dropout.training else 0.0)
 
 
 class Layer(nn.Module):
     """Post-LayerNorm transformer block, as in the original BERT. `attention_dropout_out`: dropout on the
     attention output before its residual sum (BERT, RoBERTa, ELECTRA); DistilBERT has none there."""
 
-    def __init__(self, cfg: EncoderConfig, attention_dropout_out: bool = True):
+    def __init__(self, cfg: EncoderConfig, attention_dropout_out: bool = True, attention: nn.Module | None = None):
         super().__init__()
-        self.attn = SelfAttention(cfg)
+        self.attn = attention or SelfAttention(cfg)
         self.attn_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.ffn_in = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
         self.ffn_out = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
@@ -123,10 +129,11 @@ class Layer(nn.Module):
         self.dropout = Dropout(cfg.hidden_dropout_prob)
         self.attention_dropout_out = attention_dropout_out
 
-    def forward(self, x, key_mask, first_token_only=False):
-        """first_token_only: outputs for position 0 alone, (B, 1, C); it still attends to every position."""
+    def forward(self, x, key_mask, first_token_only=False, **position_inputs):
+        """first_token_only: outputs for position 0 alone, (B, 1, C); it still attends to every position.
+        position_inputs: what a family's attention reads besides the mask (DeBERTa's relative positions)."""
         queries = x[:, :1] if first_token_only else x
-        attended = self.attn(x, key_mask, queries)
+        attended = self.attn(x, key_mask, queries, **position_inputs)
         if self.attention_dropout_out:
             attended = self.dropout(attended)
         x = self.attn_norm(queries + attended)
@@ -155,6 +162,8 @@ class Encoder(nn.Module):
     hf_prefix = ""
     hf_key_rules: list = []
     onnx_exportable = True  # model/export.py's format=onnx and predict.py's runtime=onnx
+    onnx_refusal = ""  # why not, where onnx_exportable is False
+    hf_unread_keys = None  # regex: the family's checkpoint keys that are not the encoder's and go unread
 
     @classmethod
     def hf_name(cls, key: str, with_prefix: bool = True) -> str:

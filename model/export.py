@@ -4,15 +4,16 @@
     python -m model.export checkpoint=DIR format=onnx out=DIR2   # ONNX Runtime
 
 format=hf writes the encoder family's own `*ForSequenceClassification` directory (BertFor..., RobertaFor...,
-XLMRobertaFor..., CamembertFor..., ElectraFor..., DistilBertFor..., ModernBertFor...; model/families.py):
-config.json (encoder config, id2label/label2id with our label names), model.safetensors (the family's key
-names) and the checkpoint's tokenizer files. Those classes compute the family's own head (model.head=family); a BERT
+XLMRobertaFor..., CamembertFor..., ElectraFor..., DistilBertFor..., DebertaV2For..., ModernBertFor...;
+model/families.py): config.json (encoder config, id2label/label2id with our label names), model.safetensors
+(the family's key names) and the checkpoint's tokenizer files. Those classes compute the family's own head
+(model.head=family); a BERT
 checkpoint's linear head with pooling=pooler is the same computation. Anything else (cls or mean pooling,
 a linear head on another family) is refused rather than exported as a different model. The directory is
 also a valid `model.path` for train.py and a `checkpoint=` for evaluate.py and predict.py.
 
 format=onnx writes model.onnx, labels.json (label names in logit order) and the same tokenizer files
-(ModernBERT is refused: see model/modernbert.py's onnx_exportable).
+(DeBERTa-v2 and ModernBERT are refused in one line: see their encoders' onnx_exportable).
 The graph takes Hugging Face's input names, so an HF tokenizer's output (or `tokenizers` reading the
 tokenizer.json written here) feeds it as is, every pooling included:
     input_ids       int64 (batch, sequence)  [CLS] text [SEP] (text_b [SEP]), right-padded (RoBERTa: <s> ... </s>)
@@ -82,6 +83,7 @@ def hf_config(model: BERTClassifier, info: ClassifierInfo) -> dict:
         # the head's dropout under each family's name for it (only training reads it)
         "classifier_dropout": info.dropout,
         **({"seq_classif_dropout": info.dropout} if model.encoder.config.model_type == "distilbert" else {}),
+        **({"cls_dropout": info.dropout} if model.encoder.config.model_type == "deberta-v2" else {}),
         # pipeline("text-classification") applies a sigmoid per label for multi_label_classification
         "problem_type": "multi_label_classification" if info.multi_label else "single_label_classification",
         "id2label": {str(i): name for i, name in enumerate(info.labels)},
@@ -150,8 +152,8 @@ class WithHFInputs(nn.Module):
 def check_onnx_exportable(model: BERTClassifier, source: Path):
     encoder = type(model.encoder)
     if not encoder.onnx_exportable:
-        raise UserError(f"{source}: format=onnx (and runtime=onnx) is not supported for {encoder.display_name}: "
-                        "use format=hf, or predict.py with runtime=torch")
+        raise UserError(f"{source}: format=onnx (and runtime=onnx) is not supported for {encoder.display_name} "
+                        f"({encoder.onnx_refusal}): use format=hf, or predict.py with runtime=torch")
 
 
 def export_onnx(loaded: LoadedClassifier, source: Path, out: Path, opset: int) -> list[str]:
@@ -159,10 +161,10 @@ def export_onnx(loaded: LoadedClassifier, source: Path, out: Path, opset: int) -
     # The TorchScript exporter (dynamo=False) also exports this model with the same outputs today and
     # without onnxscript, but it is deprecated since torch 2.9 (a DeprecationWarning on every call) and
     # due for removal; the dynamo one is slower (seconds for MiniLM) and is where fixes land.
+    check_onnx_exportable(loaded.model, source)
     missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
     if missing:  # torch.onnx imports them lazily, deep in the export: say it here, in one line
         raise UserError(f"format=onnx needs {' and '.join(missing)}: pip install -r requirements-dev.txt")
-    check_onnx_exportable(loaded.model, source)
     out.mkdir(parents=True, exist_ok=True)
     model = loaded.model.float().cpu()
     with torch.no_grad():  # the temperature into the head, as for format=hf

@@ -5,6 +5,7 @@
     electra                           model/electra.py     ElectraModel (discriminator), ElectraFor*
     distilbert                        model/distilbert.py  DistilBertModel, DistilBertFor*
     modernbert                        model/modernbert.py  ModernBertModel, ModernBertFor*
+    deberta-v2                        model/deberta_v2.py  DebertaV2Model, DebertaV2For* (DeBERTa-v2, v3, mDeBERTa-v3)
 
 and, per family, what its own classification head is (model.head=family). How a family frames its texts
 with special tokens is the data side's (data/transform.py framing_of).
@@ -15,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from common.errors import UserError
-from model import bert, distilbert, electra, modernbert, roberta
+from model import bert, deberta_v2, distilbert, electra, modernbert, roberta
 from model.blocks import Encoder, EncoderConfig, read_config_json
 from model.hf_weights import load_hf_encoder_weights, read_weights
 
@@ -52,6 +53,9 @@ FAMILIES = {
                          distilbert.HF_HEAD_RULES, "cls", "relu", False),
     "modernbert": Family(modernbert.ModernBertEncoder, "ModernBertForSequenceClassification",
                          modernbert.HF_HEAD_RULES, None, "gelu", False, head_norm=True),
+    # ContextPooler with pooler_dropout 0 (other values are refused: model/deberta_v2.py)
+    "deberta-v2": Family(deberta_v2.DebertaV2Encoder, "DebertaV2ForSequenceClassification",
+                         deberta_v2.HF_HEAD_RULES, "cls", "gelu", False),
 }
 
 

@@ -50,7 +50,7 @@ def hf_head_state(family: Family, hf_state: dict) -> dict:
 
 def classifier_dropout(config: dict) -> float:
     """The head's dropout as transformers would use it (it only matters when training further)."""
-    for key in ("classifier_dropout", "seq_classif_dropout", "hidden_dropout_prob", "dropout"):
+    for key in ("classifier_dropout", "seq_classif_dropout", "cls_dropout", "hidden_dropout_prob", "dropout"):
         if config.get(key) is not None:
             return float(config[key])
     return 0.1

@@ -51,7 +51,8 @@ def load_hf_encoder_weights(encoder, hf_state: dict, source, pooler_note: bool =
         key = hf_name_to_ours.get(without_prefix(family, hf_key))
         if key is not None:
             renamed[key] = tensor
-        elif not IGNORED_KEYS.search(without_prefix(family, hf_key)):
+        elif not (IGNORED_KEYS.search(without_prefix(family, hf_key))
+                  or family.hf_unread_keys and family.hf_unread_keys.search(without_prefix(family, hf_key))):
             unexpected.append(hf_key)
     missing = sorted(set(ours) - set(renamed))
     if missing == ["pooler.bias", "pooler.weight"]:

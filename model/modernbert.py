@@ -213,6 +213,7 @@ class ModernBertEncoder(Encoder):
     # onnxruntime's transformer optimizer (inference/onnx_predictor.py) fails on its graph, and the graph
     # is not tested against ours: refused rather than shipped unchecked
     onnx_exportable = False
+    onnx_refusal = "onnxruntime's transformer optimizer fails on its graph"
 
     def __init__(self, cfg: ModernBertConfig):
         super().__init__(cfg, ModernBertEmbeddings(cfg))

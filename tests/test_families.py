@@ -39,10 +39,24 @@ CONFIGS = {
         rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1000.0},
                          "sliding_attention": {"rope_type": "default", "rope_theta": 80.0}},
         attention_bias=True, mlp_bias=True, norm_bias=True, classifier_bias=True, classifier_pooling="mean"),
+    # DeBERTa-v3 / mDeBERTa-v3's settings; 8 buckets, so that 40 tokens reach the log-bucketed distances
+    "deberta-v2": lambda: transformers.DebertaV2Config(
+        **SHAPE, max_position_embeddings=64, relative_attention=True, pos_att_type=["p2c", "c2p"],
+        position_buckets=8, max_relative_positions=64, share_att_key=True, norm_rel_ebd="layer_norm",
+        position_biased_input=False, type_vocab_size=0),
+    # DeBERTa-v2's (xlarge): absolute positions too, the convolution, own position projections, distances
+    # clipped at 16 without buckets; and embed_proj, token types, a single position term
+    "deberta-v2-conv": lambda: transformers.DebertaV2Config(
+        **SHAPE, max_position_embeddings=64, relative_attention=True, pos_att_type="c2p|p2c",
+        max_relative_positions=16, share_att_key=False, position_biased_input=True, conv_kernel_size=3,
+        conv_act="gelu", embedding_size=16, type_vocab_size=2),
+    "deberta-v2-c2p": lambda: transformers.DebertaV2Config(
+        **SHAPE, max_position_embeddings=64, relative_attention=True, pos_att_type=["c2p"], position_buckets=16,
+        share_att_key=False, position_biased_input=False, norm_rel_ebd="layer_norm"),
 }
 MODERNBERT_SHAPE = dict(SHAPE, num_hidden_layers=3, local_attention=8, max_position_embeddings=64, pad_token_id=0,
                         bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2)
-PAIRED = {"bert", "electra", "electra-projected"}  # families with token types
+PAIRED = {"bert", "electra", "electra-projected", "deberta-v2", "deberta-v2-conv"}  # token_type_ids given
 
 
 def saved(tmp_path, name, kind, num_labels=3, seed=0):
@@ -160,7 +174,7 @@ def test_linear_head_refuses_the_pooler_a_family_lacks(tmp_path):
     assert BERTClassifier(load_encoder(directory), 3, pooling="mean").pooling == "mean"
 
 
-@pytest.mark.parametrize("model_type", ["deberta-v2", "albert", "gpt2"])
+@pytest.mark.parametrize("model_type", ["t5", "albert", "gpt2"])
 def test_unknown_model_type_is_one_line(tmp_path, model_type):
     directory, _ = saved(tmp_path, "bert", "base")
     config = json.loads((directory / "config.json").read_text())
@@ -187,7 +201,7 @@ def test_every_family_is_tested():
                              for name in CONFIGS}
 
 
-@pytest.mark.parametrize("name", ["roberta", "xlm-roberta", "distilbert"])
+@pytest.mark.parametrize("name", ["roberta", "xlm-roberta", "distilbert", "deberta-v2"])
 def test_continued_pretraining_writes_the_familys_base_model(tmp_path, name):
     """training/mlm.py's output directory: transformers reads it as the family's base model, same outputs."""
     from training.mlm import save_encoder
@@ -207,3 +221,38 @@ def test_continued_pretraining_writes_the_familys_base_model(tmp_path, name):
         hidden, _ = encoder(ids, mask, segments)
         ref = theirs(input_ids=ids, attention_mask=mask.long()).last_hidden_state
     assert (hidden - ref)[mask].abs().max() < 1e-5
+
+
+def test_deberta_buckets_are_transformers_buckets():
+    """Every distance up to 600 with v3's 256 buckets over 512 positions, and small tables: the same rows."""
+    from transformers.models.deberta_v2.modeling_deberta_v2 import make_log_bucket_position
+
+    from model.deberta_v2 import log_bucket
+    distance = torch.arange(-600, 601)
+    for buckets, max_position in [(256, 512), (8, 64), (6, 20)]:
+        assert torch.equal(log_bucket(distance, buckets, max_position),
+                           make_log_bucket_position(distance, buckets, max_position).long())
+
+
+@pytest.mark.parametrize("key, value", [("pos_att_type", "p2p|c2p"), ("pooler_dropout", 0.1),
+                                        ("pooler_hidden_act", "tanh"), ("norm_rel_ebd", "batch_norm"),
+                                        ("conv_kernel_size", 4), ("attention_head_size", 4)])
+def test_deberta_options_not_computed_are_refused_in_one_line(tmp_path, key, value):
+    directory, _ = saved(tmp_path, "deberta-v2", "base")
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, key: value}))
+    with pytest.raises(UserError) as e:
+        load_encoder(directory)
+    assert "\n" not in str(e.value) and "config.json" in str(e.value) and f"{key}={value!r}" in str(e.value)
+
+
+def test_deberta_parameters_sit_at_the_depths_layer_decay_reads(tmp_path):
+    """The relative table with the embeddings, the convolution with the first layer (optim.layer_decay)."""
+    from training.optim import parameter_depth
+
+    directory, _ = saved(tmp_path, "deberta-v2-conv", "base")
+    names = dict(load_encoder(directory).named_parameters())
+    depths = {name: parameter_depth(name, 2) for name in names}
+    assert depths["embeddings.relative.weight"] == depths["embeddings.word.weight"] == 0
+    assert depths["layers.0.conv.conv.weight"] == depths["layers.0.attn.pos_key.weight"] == 1
+    assert depths["layers.1.ffn_norm.bias"] == 2 and max(depths.values()) == 2

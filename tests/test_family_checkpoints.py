@@ -57,6 +57,13 @@ def modernbert_tokenizer(cls):
                pad_token="[PAD]", mask_token="[MASK]")
 
 
+def unigram_tokenizer(cls):
+    """DeBERTa-v3's layout: [PAD] [CLS] [SEP] [UNK], SentencePiece pieces ("▁" starts a word), [MASK] last."""
+    words = dict.fromkeys(FILLER + [w for ws in CLASS_WORDS.values() for w in ws])
+    pieces = ["[PAD]", "[CLS]", "[SEP]", "[UNK]"] + [f"▁{w}" for w in words] + ["▁", *"abcdefghijklmnopqrstuvwxyz"]
+    return cls(vocab=[(p, 0.0) for p in pieces[:4]] + [(p, -1.0) for p in pieces[4:]] + [("[MASK]", 0.0)])
+
+
 FAMILIES = {
     "bert": (transformers.BertConfig, transformers.BertTokenizerFast, wordpiece_tokenizer, {}),
     "electra": (transformers.ElectraConfig, transformers.ElectraTokenizerFast, wordpiece_tokenizer,
@@ -72,6 +79,9 @@ FAMILIES = {
     # last layer, the one first_token_only shortens
     "modernbert": (transformers.ModernBertConfig, transformers.PreTrainedTokenizerFast, modernbert_tokenizer,
                    {"local_attention": 4, "global_attn_every_n_layers": 2}),
+    "deberta-v2": (transformers.DebertaV2Config, transformers.DebertaV2TokenizerFast, unigram_tokenizer,
+                   {"relative_attention": True, "pos_att_type": ["p2c", "c2p"], "position_buckets": 8,
+                    "share_att_key": True, "norm_rel_ebd": "layer_norm", "position_biased_input": False}),
 }
 
 
@@ -157,6 +167,15 @@ def test_modernbert_refuses_onnx_in_one_line_and_auto_falls_back_to_torch(saved_
     assert isinstance(load_predictor(directory, "cpu", runtime="auto", interactive=True), Predictor)
 
 
+def test_deberta_has_no_onnx_export_and_auto_runs_torch(saved_classifiers, tmp_path):
+    from model.export import export_onnx
+
+    directory = saved_classifiers("deberta-v2")
+    with pytest.raises(UserError, match=r"format=onnx \(and runtime=onnx\) is not supported for DeBERTa-v2"):
+        export_onnx(load_checkpoint(directory), directory, tmp_path / "onnx", 18)
+    assert isinstance(load_predictor(directory, "cpu", runtime="auto", interactive=True), Predictor)
+
+
 def test_a_fine_tuned_head_is_kept_in_the_datas_label_order(saved_classifiers):
     directory = saved_classifiers("distilbert")
     reference = load_checkpoint(directory).model
@@ -171,10 +190,13 @@ def test_a_fine_tuned_head_is_kept_in_the_datas_label_order(saved_classifiers):
 
 
 @pytest.mark.parametrize("family, head", [("roberta", "model.pooling=cls"), ("distilbert", "model.head=family"),
-                                          ("electra", "model.head=family"), ("modernbert", "model.head=family")])
+                                          ("electra", "model.head=family"), ("modernbert", "model.head=family"),
+                                          ("deberta-v2", "model.head=family")])
 def test_train_py_trains_the_family(family, head, saved_classifiers, tiny_data, tmp_path):
     directory = saved_classifiers(family)
-    train(composed(directory, tiny_data, "trainer.max_epochs=1", head), tmp_path)
+    # DeBERTa also with the vocabulary trimmed (mDeBERTa's 250k) and layer-wise decay over its relative table
+    extra = ["model.trim_vocab=true", "optim.layer_decay=0.8"] if family == "deberta-v2" else []
+    train(composed(directory, tiny_data, "trainer.max_epochs=1", head, *extra), tmp_path)
     best = tmp_path / "checkpoints" / "best"
     assert json.loads((best / "config.json").read_text())["model_type"] == family
     loaded = load_checkpoint(best)

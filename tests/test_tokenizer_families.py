@@ -64,6 +64,14 @@ def test_xlmr_sentencepiece_model_and_its_tokenizer_json_agree(directories, sent
     assert from_model.vocab_size == from_json.vocab_size
 
 
+def test_deberta_spm_model_is_converted_as_transformers_converts_it(directories, sentences):
+    from_model = load_tokenizer(directories["deberta_v3_spm_model"])
+    assert isinstance(from_model, TokenizerJson)
+    assert (from_model.pad_id, from_model.cls_id, from_model.sep_id, from_model.unk_id) == (0, 1, 2, 3)
+    assert from_model.token_to_id("[MASK]") == from_model.vocab_size - 1 == 1000  # after SentencePiece's 1,000
+    assert from_model.encode_batch(sentences) == load_tokenizer(directories["deberta_v3_json"]).encode_batch(sentences)
+
+
 def test_sentencepiece_model_of_a_roberta_checkpoint_needs_its_class(directories, tmp_path):
     """The same .model with config.json saying xlm-roberta and no tokenizer_config.json: still fairseq's ids."""
     (tmp_path / "sentencepiece.bpe.model").write_bytes(
@@ -77,7 +85,7 @@ def test_sentencepiece_model_of_a_roberta_checkpoint_needs_its_class(directories
 
 
 def test_framing_of_model_types():
-    assert [framing_of(t) for t in ("bert", "distilbert", "electra")] == ["bert"] * 3
+    assert [framing_of(t) for t in ("bert", "distilbert", "electra", "deberta-v2")] == ["bert"] * 4
     assert [framing_of(t) for t in ("roberta", "xlm-roberta", "camembert")] == ["roberta"] * 3
     with pytest.raises(UserError, match="no input framing is known for model_type 'gpt2'"):
         framing_of("gpt2")

@@ -23,6 +23,8 @@ KINDS = {  # name -> (model_type, framing)
     "electra_json": ("electra", "bert"),
     "electra_vocab_txt": ("electra", "bert"),
     "modernbert_bpe_json": ("modernbert", "bert_one_segment"),
+    "deberta_v3_spm_model": ("deberta-v2", "bert"),
+    "deberta_v3_json": ("deberta-v2", "bert"),
 }
 
 
@@ -138,6 +140,16 @@ def tokenizer_directories(shared: Path) -> dict[str, Path]:
     write_json(d / "tokenizer_config.json", {"tokenizer_class": "XLMRobertaTokenizer"})
     transformers.AutoTokenizer.from_pretrained(d).save_pretrained(dirs["xlmr_unigram_json"])
     (dirs["xlmr_unigram_json"] / "sentencepiece.bpe.model").unlink(missing_ok=True)  # tokenizer.json alone
+
+    # microsoft/deberta-v3-base's files: spm.model with [PAD] [CLS] [SEP] [UNK] first, a config without a class
+    d = dirs["deberta_v3_spm_model"]
+    (d / "spm.model").write_bytes(unigram_sentencepiece(
+        texts, pad_id=0, pad_piece="[PAD]", bos_id=1, bos_piece="[CLS]", eos_id=2, eos_piece="[SEP]", unk_id=3,
+        unk_piece="[UNK]"))
+    write_json(d / "tokenizer_config.json", {"do_lower_case": False, "vocab_type": "spm"})
+    write_json(d / "config.json", {"model_type": "deberta-v2"})
+    transformers.AutoTokenizer.from_pretrained(d).save_pretrained(dirs["deberta_v3_json"])
+    (dirs["deberta_v3_json"] / "spm.model").unlink(missing_ok=True)
 
     for name, (model_type, _) in KINDS.items():
         write_json(dirs[name] / "config.json", {"model_type": model_type})
