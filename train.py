@@ -43,7 +43,7 @@ from training.run_identity import compare_identity, read_identity, restore_hydra
 from inference.runtime import autocast, configure_cpu, seed_everything
 from training.tracking import MULTI_LABEL_ONLY, FinalScores, log_hparams, write_run_metrics
 from model.checkpoint import ClassifierInfo, load_checkpoint, load_weights, save_checkpoint, with_decision
-from model.families import describe_model, family_of_directory
+from model.encoders.families import describe_model, family_of_directory
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -56,7 +56,7 @@ def main(cfg: DictConfig) -> float:
 
 def check_config(cfg: DictConfig):
     """Every value, before anything slow (common/checks.py); the batch split over this launch's processes;
-    an encoder family we load (model/families.py)."""
+    an encoder family we load (model/encoders/families.py)."""
     check_train(cfg, launch_env().world_size)
     family_of_directory(cfg.model.path)
 

@@ -1,6 +1,6 @@
 """DeBERTa's disentangled attention through scaled_dot_product_attention (the c2p + p2c terms as its additive
 mask) against the straightforward form (scores + bias, masked softmax, @ V), in our encoder, and transformers'
-DebertaV2Model beside them. model/blocks.py's attend() picks the straightforward form for a float bias on
+DebertaV2Model beside them. model/encoders/blocks.py's attend() picks the straightforward form for a float bias on
 the CPU, where it was the faster one here, and SDPA elsewhere. Random weights of a DeBERTa-v3-base config (12 layers, 768 wide, 256 buckets):
 throughput does not depend on the weights.
 
@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import model.deberta_v2 as deberta_v2  # noqa: E402
-from model.deberta_v2 import DebertaV2Config, DebertaV2Encoder  # noqa: E402
+import model.encoders.deberta_v2 as deberta_v2  # noqa: E402
+from model.encoders.deberta_v2 import DebertaV2Config, DebertaV2Encoder  # noqa: E402
 
 V3_BASE = dict(vocab_size=128100, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                intermediate_size=3072, max_position_embeddings=512, relative_attention=True,

@@ -42,7 +42,7 @@ from data.tokenizer import load_tokenizer  # noqa: E402
 from common.config import package_file  # noqa: E402  (also registers the conf/ resolvers)
 from inference.predictor import Predictor  # noqa: E402
 from inference.runtime import configure_cpu, pick_device  # noqa: E402
-from model.bert import BertEncoder  # noqa: E402
+from model.encoders.bert import BertEncoder  # noqa: E402
 from model.checkpoint import ClassifierInfo, load_checkpoint, save_checkpoint  # noqa: E402
 from model.classifier import BERTClassifier  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""ModernBERT's attention through torch's scaled_dot_product_attention (model/modernbert.py) against the
+"""ModernBERT's attention through torch's scaled_dot_product_attention (model/encoders/modernbert.py) against the
 straightforward form (scores, masked_fill, softmax, times values), on a randomly initialised base-size
 encoder (ModernBERT-base's shape: 22 layers, 768 wide, 12 heads, GeGLU 1152, a local window of 128 on two
 layers in three); throughput does not depend on the weights. Forward passes under no_grad, fp32, then
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model.modernbert import ModernBertConfig, ModernBertEncoder  # noqa: E402
+from model.encoders.modernbert import ModernBertConfig, ModernBertEncoder  # noqa: E402
 
 
 def straightforward_attention(q, k, v, attn_mask, dropout_p=0.0):
@@ -42,7 +42,7 @@ def straightforward_attention(q, k, v, attn_mask, dropout_p=0.0):
 
 
 def attention(straightforward: bool):
-    """model/modernbert.py calls torch.nn.functional.scaled_dot_product_attention: replaced here, or not."""
+    """model/encoders/modernbert.py calls torch.nn.functional.scaled_dot_product_attention: replaced here, or not."""
     return mock.patch.object(F, "scaled_dot_product_attention", straightforward_attention) if straightforward \
         else contextlib.nullcontext()
 

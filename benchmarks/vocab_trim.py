@@ -128,7 +128,7 @@ def agreement(a):
     from data.tokenizer import load_tokenizer
     from data.transform import BERTSentenceTransform
     from inference.predictor import Predictor
-    from model.bert import BertEncoder
+    from model.encoders.bert import BertEncoder
     from model.checkpoint import LoadedClassifier, load_checkpoint
     from omegaconf import OmegaConf
 

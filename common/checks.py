@@ -123,7 +123,7 @@ def check_max_len(data, model_path):
             f"exceeds the {positions} positions of the encoder ({Path(model_path) / 'config.json'})")
 
 
-# RoBERTa-family tables start text at row pad_token_id + 1 (model/roberta.py): 514 rows, 512 positions.
+# RoBERTa-family tables start text at row pad_token_id + 1 (model/encoders/roberta.py): 514 rows, 512 positions.
 POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert")
 
 

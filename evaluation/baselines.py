@@ -23,7 +23,7 @@ from data.transform import BERTSentenceTransform, framing_of
 from evaluation.analysis import display_texts
 from inference.batches import eval_loader, predict_outputs, prepare_for_inference
 from evaluation.metrics import classification_metrics
-from model.families import load_encoder
+from model.encoders.families import load_encoder
 from model.checkpoint import TRAIN_CONFIG
 from model.classifier import BERTClassifier
 

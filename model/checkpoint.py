@@ -23,7 +23,7 @@ from data.tokenizer import Tokenizer, load_tokenizer
 from data.transform import BERTSentenceTransform, framing_of
 from common.errors import UserError
 from model.classifier import BERTClassifier
-from model.families import encoder_from_config
+from model.encoders.families import encoder_from_config
 from model.hf_classifier import is_hf_classifier, load_hf_classifier
 
 WEIGHTS, ENCODER_CONFIG, CLASSIFIER_CONFIG, TRAIN_CONFIG = (

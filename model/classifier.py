@@ -2,7 +2,7 @@
 
 Two heads (model.head):
 - linear (default, for fresh fine-tuning): the chosen pooling (pooler | cls | mean), dropout, one Linear;
-- family: the family's own *ForSequenceClassification head (model/families.py), so a fine-tuned Hugging Face
+- family: the family's own *ForSequenceClassification head (model/encoders/families.py), so a fine-tuned Hugging Face
   classifier loads whole: BERT's pooler + Linear, RoBERTa's and ELECTRA's dropout + dense + tanh/GELU +
   dropout + out_proj on the first token, DistilBERT's pre_classifier + ReLU + dropout + classifier,
   ModernBERT's dense + GELU + LayerNorm + dropout + classifier on [CLS] or the mean (its classifier_pooling).
@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from common.errors import UserError
-from model.blocks import ACTIVATIONS, Encoder
+from model.encoders.blocks import ACTIVATIONS, Encoder
 from model.dropout import Dropout
-from model.families import family_of_encoder
+from model.encoders.families import family_of_encoder
 
 POOLINGS = ("pooler", "cls", "mean")
 HEADS = ("linear", "family")
@@ -49,7 +49,7 @@ class BERTClassifier(nn.Module):
         super().__init__()
         self.encoder, self.head_kind = encoder, head
         self.pooling = head_pooling(encoder, head, pooling)
-        # pooler/cls pooling read [CLS] alone: the last layer skips the other positions (model/blocks.py).
+        # pooler/cls pooling read [CLS] alone: the last layer skips the other positions (model/encoders/blocks.py).
         # A switch only for measuring it (model.first_token_only); the outputs are the same either way.
         self.first_token_only = True
         self.dropout = Dropout(dropout)

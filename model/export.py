@@ -5,7 +5,7 @@
 
 format=hf writes the encoder family's own `*ForSequenceClassification` directory (BertFor..., RobertaFor...,
 XLMRobertaFor..., CamembertFor..., ElectraFor..., DistilBertFor..., DebertaV2For..., ModernBertFor...;
-model/families.py): config.json (encoder config, id2label/label2id with our label names), model.safetensors
+model/encoders/families.py): config.json (encoder config, id2label/label2id with our label names), model.safetensors
 (the family's key names) and the checkpoint's tokenizer files. Those classes compute the family's own head
 (model.head=family); a BERT
 checkpoint's linear head with pooling=pooler is the same computation. Anything else (cls or mean pooling,
@@ -53,7 +53,7 @@ from common.cli import check_overrides
 from common.errors import UserError, exit_on_user_error
 from model.checkpoint import ClassifierInfo, LoadedClassifier, existing_checkpoint_dir, load_checkpoint
 from model.classifier import BERTClassifier
-from model.families import family_of_encoder, hf_encoder_state, hf_head_name
+from model.encoders.families import family_of_encoder, hf_encoder_state, hf_head_name
 
 LABELS_FILE, ONNX_FILE, THRESHOLDS_FILE = "labels.json", "model.onnx", "thresholds.json"
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")

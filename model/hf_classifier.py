@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 
 from common.errors import UserError
-from model.blocks import read_config_json
+from model.encoders.blocks import read_config_json
 from model.classifier import BERTClassifier
-from model.families import Family, encoder_from_config, family_of, hf_head_name
-from model.hf_weights import load_hf_encoder_weights, read_weights
+from model.encoders.families import Family, encoder_from_config, family_of, hf_head_name
+from model.encoders.hf_weights import load_hf_encoder_weights, read_weights
 
 
 def is_hf_classifier(directory: Path) -> bool:

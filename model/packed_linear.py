@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.blocks import Layer, SelfAttention
+from model.encoders.blocks import Layer, SelfAttention
 
 PACKED_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # hidden_act -> oneDNN post-op (attribute, algorithm)

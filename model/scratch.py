@@ -31,7 +31,7 @@ import common.config  # noqa: F401  (registers the ${package_file:} and ${projec
 from data.build import read_splits
 from common.cli import check_overrides
 from common.errors import UserError, exit_on_user_error
-from model.bert import BertConfig, BertEncoder, ours_to_hf
+from model.encoders.bert import BertConfig, BertEncoder, ours_to_hf
 
 # KoBERT's special pieces and their ids (its config.json has pad_token_id 1; its tokenizer encodes
 # "[CLS] ... [SEP]" as 2 ... 3). bos/eos are SentencePiece control symbols: never produced from text.

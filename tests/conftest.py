@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from common.config import PROJECT_ROOT, package_file
-from model.bert import BertConfig, BertEncoder, ours_to_hf
+from model.encoders.bert import BertConfig, BertEncoder, ours_to_hf
 
 SHARED_DATASETS = Path(os.environ.get("SHARED_DATASETS", PROJECT_ROOT.parent / "shared" / "datasets"))
 # predict.py runtime=onnx caches exported graphs; the tests' (and their subprocesses') go to a temporary

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from common.errors import UserError
-from model.bert import BertEncoder
+from model.encoders.bert import BertEncoder
 from tests.conftest import tiny_config, write_hf_bert
 
 transformers = pytest.importorskip("transformers", reason="transformers is a test-only dependency")

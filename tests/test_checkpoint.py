@@ -5,7 +5,7 @@ import torch
 from torch.nn import init
 
 from data.tokenizer import load_tokenizer
-from model.bert import BertEncoder
+from model.encoders.bert import BertEncoder
 from model.checkpoint import ClassifierInfo, initial_weights_not_drawn, load_checkpoint, save_checkpoint
 from model.classifier import BERTClassifier
 

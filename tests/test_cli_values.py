@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from common.cli import check_overrides, composed, sweep_samples
 from common.errors import UserError
 from common.overrides import literal_overrides, parsed
-from model.bert import BertEncoder
+from model.encoders.bert import BertEncoder
 from model.checkpoint import ClassifierInfo, save_checkpoint
 from model.classifier import BERTClassifier
 from data.tokenizer import load_tokenizer

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import model.dropout
-from model.bert import BertEncoder
+from model.encoders.bert import BertEncoder
 from model.classifier import attention_mask_from
 from model.dropout import Dropout, dropout, keep_mask
 from tests.conftest import tiny_config

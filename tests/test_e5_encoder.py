@@ -12,7 +12,7 @@ from common.e5_encoder import converted_e5_directory, e5_package_file, read_e5_f
 from common.errors import UserError
 from data.tokenizer import TokenizerJson, load_tokenizer
 from data.transform import BERTSentenceTransform
-from model.bert import BertEncoder
+from model.encoders.bert import BertEncoder
 from model.classifier import BERTClassifier
 from tests.conftest import SHARED_DATASETS
 

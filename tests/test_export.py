@@ -12,7 +12,7 @@ from data.dataset import ClassificationDataset
 from data.tokenizer import load_tokenizer
 from inference.predictor import Predictor
 from inference.batches import eval_loader, predict_logits
-from model.bert import BertEncoder
+from model.encoders.bert import BertEncoder
 from model.checkpoint import ClassifierInfo, load_checkpoint, save_checkpoint
 from model.classifier import BERTClassifier
 from tests.conftest import run_script, tiny_config, write_hf_bert

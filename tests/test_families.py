@@ -1,5 +1,5 @@
 """Every encoder family equals transformers: tiny random models built by transformers from configs, saved
-as transformers saves them, loaded by us (model/families.py). Hidden states, pooled outputs, the family's
+as transformers saves them, loaded by us (model/encoders/families.py). Hidden states, pooled outputs, the family's
 own classification head's logits and the gradients agree within 1e-5 on padded batches, single texts and
 pairs; unknown model types and mismatched weights are refused in one line."""
 import json
@@ -9,7 +9,7 @@ import torch
 
 from common.errors import UserError
 from model.classifier import BERTClassifier
-from model.families import FAMILIES, hf_head_name, load_encoder
+from model.encoders.families import FAMILIES, hf_head_name, load_encoder
 from model.hf_classifier import load_hf_classifier
 
 transformers = pytest.importorskip("transformers", reason="transformers is a test-only dependency")
@@ -227,7 +227,7 @@ def test_deberta_buckets_are_transformers_buckets():
     """Every distance up to 600 with v3's 256 buckets over 512 positions, and small tables: the same rows."""
     from transformers.models.deberta_v2.modeling_deberta_v2 import make_log_bucket_position
 
-    from model.deberta_v2 import log_bucket
+    from model.encoders.deberta_v2 import log_bucket
     distance = torch.arange(-600, 601)
     for buckets, max_position in [(256, 512), (8, 64), (6, 20)]:
         assert torch.equal(log_bucket(distance, buckets, max_position),

@@ -12,7 +12,7 @@ from inference.predictor import Predictor, load_predictor
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.classifier import BERTClassifier
 from model.export import export_hf
-from model.families import load_encoder
+from model.encoders.families import load_encoder
 from model.hf_classifier import start_from_hf_head
 from tests.conftest import CLASS_WORDS, FILLER, SPECIAL
 from tests.test_loop import composed

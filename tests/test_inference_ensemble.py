@@ -7,7 +7,7 @@ from common.errors import UserError
 from data.tokenizer import load_tokenizer
 from inference.ensemble import EnsemblePredictor
 from inference.predictor import Predictor
-from model.bert import BertEncoder
+from model.encoders.bert import BertEncoder
 from model.checkpoint import ClassifierInfo, load_checkpoint, save_checkpoint
 from model.classifier import BERTClassifier
 

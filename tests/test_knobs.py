@@ -18,7 +18,7 @@ from common.errors import UserError
 from training.objective import build_objective
 from training.optim import build_optimizer
 from evaluation.predictions import read_predictions
-from model.bert import BertConfig, BertEncoder
+from model.encoders.bert import BertConfig, BertEncoder
 from model.checkpoint import load_checkpoint
 from model.classifier import BERTClassifier
 from tests.conftest import sigterm_after_step

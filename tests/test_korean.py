@@ -11,7 +11,7 @@ import torch
 from data.readers import read_examples
 from data.tokenizer import SentencePieceTokenizer, load_tokenizer
 from inference.predictor import Predictor
-from model.bert import BertEncoder, ours_to_hf
+from model.encoders.bert import BertEncoder, ours_to_hf
 from model.checkpoint import load_checkpoint
 from tests.conftest import run_script, tiny_config, write_jsonl
 

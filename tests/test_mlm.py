@@ -5,7 +5,7 @@ import torch
 
 from data.tokenizer import load_tokenizer
 from training.mlm import mask_tokens
-from model.bert import BertEncoder
+from model.encoders.bert import BertEncoder
 from tests.conftest import run_script, write_jsonl
 
 TEXTS = ["정말 행복한 하루였어요", "너무 화가 나서 참을 수가 없어", "무서워서 잠을 못 자겠어", "시험에 떨어져서 너무 슬프다"]

@@ -9,8 +9,8 @@ import torch
 
 from common.checks import encoder_positions
 from common.errors import UserError
-from model.families import encoder_from_config
-from model.modernbert import ModernBertConfig, ModernBertEncoder
+from model.encoders.families import encoder_from_config
+from model.encoders.modernbert import ModernBertConfig, ModernBertEncoder
 
 # layers: global, local, local (window of 4 on either side); sequences of 30 reach far past it
 TINY = {"model_type": "modernbert", "vocab_size": 50, "hidden_size": 32, "num_hidden_layers": 3,

@@ -228,7 +228,7 @@ def test_evaluate_baselines_for_a_multi_label_checkpoint_tune_their_thresholds_o
 
 
 def test_a_multi_label_head_starts_at_the_label_frequencies():
-    from model.bert import BertConfig, BertEncoder
+    from model.encoders.bert import BertConfig, BertEncoder
     from model.classifier import BERTClassifier
 
     config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,

@@ -13,7 +13,7 @@ import evaluate
 from common.config import PROJECT_ROOT
 from common.errors import UserError
 from data.tokenizer import load_tokenizer
-from model.bert import BertEncoder
+from model.encoders.bert import BertEncoder
 from model.checkpoint import ClassifierInfo, load_weights, save_checkpoint
 from model.classifier import BERTClassifier
 

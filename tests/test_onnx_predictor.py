@@ -11,7 +11,7 @@ import torch
 from common.errors import UserError
 from data.tokenizer import load_tokenizer
 from inference.predictor import Predictor, inference_runtime
-from model.bert import BertEncoder
+from model.encoders.bert import BertEncoder
 from model.checkpoint import CLASSIFIER_CONFIG, ClassifierInfo, load_checkpoint, save_checkpoint
 from model.classifier import BERTClassifier
 from tests.conftest import run_script

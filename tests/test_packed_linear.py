@@ -12,7 +12,7 @@ from data.tokenizer import load_tokenizer
 from common.errors import UserError
 from inference.predictor import Predictor
 from inference.batches import prepare_for_inference
-from model.bert import BertEncoder
+from model.encoders.bert import BertEncoder
 from model.checkpoint import ClassifierInfo, load_checkpoint, save_checkpoint
 from model.classifier import BERTClassifier
 from model.packed_linear import FUSED_ACTIVATIONS, PackedLinear, PackedSelfAttention, can_pack, pack_linears

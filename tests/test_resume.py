@@ -112,7 +112,7 @@ WRITER = """
 import sys, time
 sys.path.insert(0, {root!r})
 from data.tokenizer import load_tokenizer
-from model.bert import BertEncoder
+from model.encoders.bert import BertEncoder
 from model.checkpoint import ClassifierInfo, save_checkpoint
 from model.classifier import BERTClassifier
 model = BERTClassifier(BertEncoder.from_pretrained({model!r}), 3)
@@ -200,7 +200,7 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tiny_model_dir, tmp_path
     import model.checkpoint as checkpoint
     from data.tokenizer import load_tokenizer
     from common.errors import UserError
-    from model.bert import BertEncoder
+    from model.encoders.bert import BertEncoder
     from model.classifier import BERTClassifier
 
     model = BERTClassifier(BertEncoder.from_pretrained(tiny_model_dir), 3)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from training.optim import build_optimizer, clip_gradients
-from model.bert import BertConfig, BertEncoder
+from model.encoders.bert import BertConfig, BertEncoder
 from model.classifier import BERTClassifier
 
 VOCAB = 50

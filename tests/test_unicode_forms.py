@@ -12,7 +12,8 @@ from tests.tokenizer_dirs import KINDS, dataset_sentences, kobert_style_director
 # Kinds whose own normaliser leaves decomposed Hangul jamo as they are: without our NFC, NFD text would
 # get other ids (byte-level BPE, cased WordPiece, and the Precompiled SentencePiece maps of XLM-R and e5).
 NOT_NORMALISED_BY_THEMSELVES = {"roberta_bpe_json", "klue_vocab_txt", "klue_vocab_txt_roberta_specials",
-                                "xlmr_unigram_json", "xlmr_sentencepiece_model", "e5"}
+                                "xlmr_unigram_json", "xlmr_sentencepiece_model", "e5",
+                                "modernbert_bpe_json"}  # byte-level BPE, as roberta_bpe_json
 
 
 @pytest.fixture(scope="module")

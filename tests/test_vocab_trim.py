@@ -9,7 +9,7 @@ import torch
 from common.errors import UserError
 from data.tokenizer import load_tokenizer
 from data.vocab_trim import trimmed_tokenizer
-from model.bert import BertEncoder
+from model.encoders.bert import BertEncoder
 from model.checkpoint import load_checkpoint
 from model.classifier import BERTClassifier
 from tests.conftest import run_script, write_jsonl

@@ -16,7 +16,7 @@ from inference.batches import eval_loader
 from training.optim import build_optimizer, cosine_with_warmup
 from model.classifier import BERTClassifier
 from model.dropout import use_fast_dropout
-from model.families import load_encoder, model_type_of_directory
+from model.encoders.families import load_encoder, model_type_of_directory
 from model.hf_classifier import start_from_hf_head
 
 
@@ -71,7 +71,7 @@ def planned_steps(tcfg, steps_per_epoch: int) -> int:
 
 def build_model(cfg, num_labels: int, device, kept_rows: list[int] | None = None,
                 label_names: list[str] | None = None) -> BERTClassifier:
-    """The pretrained encoder (any family, model/families.py) under a fresh head; with model.head=family
+    """The pretrained encoder (any family, model/encoders/families.py) under a fresh head; with model.head=family
     from a fine-tuned Hugging Face classifier of the same labels (`label_names`), under that classifier's head."""
     encoder = load_encoder(cfg.model.path)
     if kept_rows is not None:  # model.trim_vocab (data/vocab_trim.py)

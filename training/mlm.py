@@ -37,8 +37,8 @@ from data.transform import BERTSentenceTransform, framing_of
 from data.vocab_trim import training_tokenizer
 from training.optim import build_optimizer, cosine_with_warmup
 from inference.runtime import autocast, configure_cpu, seed_everything
-from model.blocks import Encoder
-from model.families import family_of_encoder, load_encoder
+from model.encoders.blocks import Encoder
+from model.encoders.families import family_of_encoder, load_encoder
 
 MASK_TOKENS = ("<mask>", "[MASK]")
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from common.errors import UserError
-from model.bert import HF_KEY_RULES, Embeddings
-from model.blocks import Encoder, EncoderConfig
+from model.encoders.bert import HF_KEY_RULES, Embeddings
+from model.encoders.blocks import Encoder, EncoderConfig
 
 
 @dataclass

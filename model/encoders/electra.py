@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from model.bert import HF_KEY_RULES, Embeddings
-from model.blocks import Encoder, EncoderConfig
+from model.encoders.bert import HF_KEY_RULES, Embeddings
+from model.encoders.blocks import Encoder, EncoderConfig
 
 
 @dataclass

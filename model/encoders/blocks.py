@@ -1,7 +1,7 @@
 """The transformer pieces every encoder family shares: post-LayerNorm self-attention blocks, the
 encoder that stacks them over a family's embeddings, and the configuration keys they read.
 
-A family module (model/bert.py, roberta.py, electra.py, distilbert.py) adds only what is its own:
+A family module (model/encoders/bert.py, roberta.py, electra.py, distilbert.py) adds only what is its own:
 its embeddings, whether it has a pooler, its config.json spelling and its Hugging Face key names.
 """
 import json
@@ -15,7 +15,7 @@ from torch import nn
 
 from common.errors import UserError
 from model.dropout import Dropout
-from model.hf_weights import load_hf_encoder_weights, read_weights
+from model.encoders.hf_weights import load_hf_encoder_weights, read_weights
 
 ACTIVATIONS = {
     "gelu": F.gelu,
@@ -40,7 +40,7 @@ class EncoderConfig:
     type_vocab_size: int = 2
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
-    model_type: str = "bert"  # config.json's, which picks the family (model/families.py)
+    model_type: str = "bert"  # config.json's, which picks the family (model/encoders/families.py)
 
     MODEL_TYPES = ("bert",)  # the model_type values this config class reads
     # config.json keys whose non-default values change the maths in ways these blocks do not compute
@@ -176,7 +176,7 @@ class Encoder(nn.Module):
     @classmethod
     def from_pretrained(cls, directory) -> "Encoder":
         """This family's pretrained encoder from a Hugging Face directory (base model or *For* task
-        checkpoint). model/families.py picks the family from config.json first."""
+        checkpoint). model/encoders/families.py picks the family from config.json first."""
         directory = Path(directory)
         config = read_config_json(directory / "config.json")
         model_type = config.get("model_type", "bert")

@@ -12,7 +12,7 @@ Beside that: word (+ absolute position, position_biased_input) (+ token type) em
 embed_proj when embedding_size != hidden_size, LayerNormed, zeroed at padding; the relative table's own
 LayerNorm (norm_rel_ebd "layer_norm"); and (conv_kernel_size > 0) a convolution over the embeddings added
 to the first layer's output. No pooler: DebertaV2ForSequenceClassification's ContextPooler is the family
-head (model/families.py): dense + pooler_hidden_act on [CLS], dropout, classifier.
+head (model/encoders/families.py): dense + pooler_hidden_act on [CLS], dropout, classifier.
 """
 import re
 from dataclasses import dataclass, field
@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from common.errors import UserError
-from model.bert import HF_KEY_RULES as BERT_KEY_RULES
-from model.blocks import ACTIVATIONS, Encoder, EncoderConfig, Layer, attend
+from model.encoders.bert import HF_KEY_RULES as BERT_KEY_RULES
+from model.encoders.blocks import ACTIVATIONS, Encoder, EncoderConfig, Layer, attend
 from model.dropout import Dropout
 
 POSITION_TERMS = ("c2p", "p2c")
@@ -69,7 +69,7 @@ class DebertaV2Config(EncoderConfig):
              "hidden_size / num_attention_heads"),
             (cfg.conv_kernel_size > 0 and cfg.conv_kernel_size % 2 == 0, "conv_kernel_size", "odd, or 0"),
             (cfg.conv_act not in CONV_ACTIVATIONS, "conv_act", ", ".join(CONV_ACTIVATIONS)),
-            # the family head (model/families.py) is dense + GELU on [CLS] with no dropout before it
+            # the family head (model/encoders/families.py) is dense + GELU on [CLS] with no dropout before it
             (cfg.pooler_hidden_act != "gelu", "pooler_hidden_act", "gelu"),
             (cfg.pooler_hidden_size != cfg.hidden_size, "pooler_hidden_size", "hidden_size"),
             (cfg.pooler_dropout != 0, "pooler_dropout", "0"),

@@ -1,11 +1,11 @@
 """The encoder families we load, chosen in one place by config.json's `model_type`:
 
-    bert                              model/bert.py        BertModel, BertFor*
-    roberta, xlm-roberta, camembert   model/roberta.py     RobertaModel, XLMRoberta*, Camembert*
-    electra                           model/electra.py     ElectraModel (discriminator), ElectraFor*
-    distilbert                        model/distilbert.py  DistilBertModel, DistilBertFor*
-    modernbert                        model/modernbert.py  ModernBertModel, ModernBertFor*
-    deberta-v2                        model/deberta_v2.py  DebertaV2Model, DebertaV2For* (DeBERTa-v2, v3, mDeBERTa-v3)
+    bert                              model/encoders/bert.py        BertModel, BertFor*
+    roberta, xlm-roberta, camembert   model/encoders/roberta.py     RobertaModel, XLMRoberta*, Camembert*
+    electra                           model/encoders/electra.py     ElectraModel (discriminator), ElectraFor*
+    distilbert                        model/encoders/distilbert.py  DistilBertModel, DistilBertFor*
+    modernbert                        model/encoders/modernbert.py  ModernBertModel, ModernBertFor*
+    deberta-v2                        model/encoders/deberta_v2.py  DebertaV2Model, DebertaV2For* (DeBERTa-v2, v3, mDeBERTa-v3)
 
 and, per family, what its own classification head is (model.head=family). How a family frames its texts
 with special tokens is the data side's (data/transform.py framing_of).
@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from common.errors import UserError
-from model import bert, deberta_v2, distilbert, electra, modernbert, roberta
-from model.blocks import Encoder, EncoderConfig, read_config_json
-from model.hf_weights import load_hf_encoder_weights, read_weights
+from model.encoders import bert, deberta_v2, distilbert, electra, modernbert, roberta
+from model.encoders.blocks import Encoder, EncoderConfig, read_config_json
+from model.encoders.hf_weights import load_hf_encoder_weights, read_weights
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ FAMILIES = {
                          distilbert.HF_HEAD_RULES, "cls", "relu", False),
     "modernbert": Family(modernbert.ModernBertEncoder, "ModernBertForSequenceClassification",
                          modernbert.HF_HEAD_RULES, None, "gelu", False, head_norm=True),
-    # ContextPooler with pooler_dropout 0 (other values are refused: model/deberta_v2.py)
+    # ContextPooler with pooler_dropout 0 (other values are refused: model/encoders/deberta_v2.py)
     "deberta-v2": Family(deberta_v2.DebertaV2Encoder, "DebertaV2ForSequenceClassification",
                          deberta_v2.HF_HEAD_RULES, "cls", "gelu", False),
 }

@@ -1,6 +1,6 @@
 """BERT (model_type "bert"): word + position + token-type embeddings, post-LayerNorm layers, a pooler.
 
-Module names are our own and shared by every family (model/blocks.py); `HF_KEY_RULES` maps them to the
+Module names are our own and shared by every family (model/encoders/blocks.py); `HF_KEY_RULES` maps them to the
 names of Hugging Face `BertModel` state dicts, so loading and exporting are a rename, not a
 re-implementation. The other families list only where their names differ.
 """
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from model.blocks import Encoder, EncoderConfig
+from model.encoders.blocks import Encoder, EncoderConfig
 from model.dropout import Dropout
 
 

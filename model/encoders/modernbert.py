@@ -3,7 +3,7 @@ and attention that is global every `global_attn_every_n_layers` layers (the firs
 elsewhere: a token sees the tokens within local_attention // 2 positions of it on either side. No token
 types, no pooler; a final LayerNorm after the last layer.
 
-The layers are our own (not model/blocks.py's post-LayerNorm Layer: the order of the norms, the fused
+The layers are our own (not model/encoders/blocks.py's post-LayerNorm Layer: the order of the norms, the fused
 query/key/value product, the rotation of queries and keys and the gated feed-forward all differ); the
 encoder shell (weight loading, key names, vocabulary trimming) is the shared one.
 """
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.errors import UserError
-from model.blocks import ACTIVATIONS, Encoder, EncoderConfig
+from model.encoders.blocks import ACTIVATIONS, Encoder, EncoderConfig
 from model.dropout import Dropout
 
 LAYER_TYPES = ("full_attention", "sliding_attention")
@@ -58,7 +58,7 @@ class ModernBertConfig(EncoderConfig):
         if d.get("hidden_activation", "gelu") not in ACTIVATIONS:
             raise UserError(f"{source}: hidden_activation={d['hidden_activation']!r} is not supported "
                             f"({', '.join(ACTIVATIONS)})")
-        if d.get("classifier_activation", "gelu") != "gelu":  # the family head's (model/families.py)
+        if d.get("classifier_activation", "gelu") != "gelu":  # the family head's (model/encoders/families.py)
             raise UserError(f"{source}: classifier_activation={d['classifier_activation']!r} is not supported "
                             "(only 'gelu')")
         if d.get("classifier_pooling", "cls") not in ("cls", "mean"):

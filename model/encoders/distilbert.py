@@ -7,8 +7,8 @@ it is read like any weight and, as transformers 5 does (its table has requires_g
 from dataclasses import dataclass
 
 from common.errors import UserError
-from model.bert import Embeddings
-from model.blocks import ACTIVATIONS, Encoder, EncoderConfig
+from model.encoders.bert import Embeddings
+from model.encoders.blocks import ACTIVATIONS, Encoder, EncoderConfig
 
 # DistilBertConfig's name -> ours
 CONFIG_NAMES = {"dim": "hidden_size", "n_layers": "num_hidden_layers", "n_heads": "num_attention_heads",
