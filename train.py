@@ -25,25 +25,25 @@ from common.cli import check_overrides
 from common.errors import UserError, exit_on_user_error
 from common.output_paths import check_output_dir
 from common.run_lock import check_run_directory_argument, run_directory_lock
+from model.checkpoint import ClassifierInfo, load_checkpoint, load_weights, save_checkpoint, with_decision
+from model.encoders.families import describe_model, family_of_directory
+from inference.batches import eval_loader
+from inference.decision import Decision, decision_of
+from inference.runtime import autocast, configure_cpu, seed_everything
 from evaluation.analysis import write_analysis, write_calibration_analysis
+from evaluation.calibration import fit_temperature
+from evaluation.predictions import predictions_of, predictions_path, write_predictions
+from evaluation.scoring import evaluate_with_outputs, score_outputs
 from training.build import build_data, build_model, build_optimization, loader_options, planned_steps
 from training.distributed import (NullWriter, init_distributed, launch_env, leaves_process_group, share_from_main,
                                 wrap_model)
-from evaluation.calibration import fit_temperature
-from evaluation.scoring import evaluate_with_outputs, score_outputs
-from inference.batches import eval_loader
 from training.loop import Checkpoints, Training, TrainingStopped, fit
-from inference.decision import Decision, decision_of
 from training.objective import build_objective, describe_objective
 from training.optim import lr_groups
-from evaluation.predictions import predictions_of, predictions_path, write_predictions
 from training.resume import (TrainingProgress, adopt_settings, carry_best_checkpoint, check_trimmed_vocabulary,
                              optimizer_settings, read_training_state, recorded_step, resume_command, resume_directory)
 from training.run_identity import compare_identity, read_identity, restore_hydra_record, run_identity
-from inference.runtime import autocast, configure_cpu, seed_everything
 from training.tracking import MULTI_LABEL_ONLY, FinalScores, log_hparams, write_run_metrics
-from model.checkpoint import ClassifierInfo, load_checkpoint, load_weights, save_checkpoint, with_decision
-from model.encoders.families import describe_model, family_of_directory
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -97,7 +97,7 @@ def train_in(cfg: DictConfig, run_dir: Path, ddp, device) -> float:
 
     # ---- model, optimizer, schedule
     model = build_model(cfg, len(data.label_names), device, data.kept_rows, data.label_names)
-    if data.multi_label and not getattr(model, "pretrained_head", False):
+    if data.multi_label and not model.pretrained_head:
         model.start_at_label_frequencies(data.datasets["train"].labels.mean(0))
     seed_everything(cfg.seed + ddp.rank)  # same initial weights everywhere, different dropout masks per rank
     total_steps = planned_steps(tcfg, len(data.train_loader))

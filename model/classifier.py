@@ -52,6 +52,7 @@ class BERTClassifier(nn.Module):
         # pooler/cls pooling read [CLS] alone: the last layer skips the other positions (model/encoders/blocks.py).
         # A switch only for measuring it (model.first_token_only); the outputs are the same either way.
         self.first_token_only = True
+        self.pretrained_head = False  # a fine-tuned classifier's head was loaded (model/hf_classifier.py)
         self.dropout = Dropout(dropout)
         hidden = encoder.config.hidden_size
         family = family_of_encoder(encoder)
