@@ -9,6 +9,7 @@ truncates), duplicates, texts shared between splits and conflicting labels. Save
 class_frequency.png and token_length.png under `out`. Multi-label data adds how many labels the
 texts carry, the label pairs seen most together and label_co_occurrence.png (training split).
 """
+import logging
 import sys
 import unicodedata
 from pathlib import Path
@@ -25,7 +26,9 @@ from common.checks import check_report
 from common.cli import check_overrides
 from common.errors import exit_on_user_error
 from common.output_paths import check_output_dir, save_figure
-from common.plot_labels import plottable
+from common.plot_labels import largest, plottable
+
+log = logging.getLogger(__name__)
 
 PERCENTILES = (50, 90, 95, 99)
 TOP_PAIRS = 10
@@ -123,16 +126,22 @@ def save_plots(report: dict, out: Path, title: str) -> list[Path]:
     """Class frequencies and token lengths per split. Figure() without pyplot: no GUI backend, no global state."""
     from matplotlib.figure import Figure
 
-    splits, labels = report["splits"], report["labels"]
+    splits, all_labels = report["splits"], report["labels"]
     out.mkdir(parents=True, exist_ok=True)
+    shown = largest(splits["train"]["class_counts"])  # the most frequent classes, when there are too many
+    labels, kind = [all_labels[i] for i in shown], "label" if report["multi_label"] else "class"
+    if len(shown) < len(all_labels):
+        log.warning("%d classes: the figures show the %d most frequent in training; the printed table keeps "
+                    "every class", len(all_labels), len(shown))
+        kind = f"{kind} ({len(shown)} most frequent of {len(all_labels)})"
     fig = Figure(figsize=(max(6, 1.2 * len(labels)), 4), layout="constrained")
     ax = fig.subplots()
     width = 0.8 / len(splits)
     for k, (name, s) in enumerate(splits.items()):
-        ax.bar(np.arange(len(labels)) + k * width, s["class_counts"], width, label=name)
-    ticks = plottable(labels)
+        ax.bar(np.arange(len(labels)) + k * width, np.asarray(s["class_counts"])[shown], width, label=name)
+    ticks = [plottable(all_labels)[i] for i in shown]
     ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, ticks)
-    ax.set(ylabel="texts", title=f"{title}: {'label' if report['multi_label'] else 'class'} frequency",
+    ax.set(ylabel="texts", title=f"{title}: {kind} frequency",
            xlabel="" if ticks == labels else "class id (names in the printed table)")
     ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
     save_figure(fig, out / "class_frequency.png", dpi=100)
@@ -150,7 +159,8 @@ def save_plots(report: dict, out: Path, title: str) -> list[Path]:
     save_figure(fig, out / "token_length.png", dpi=100)
     written = [out / "class_frequency.png", out / "token_length.png"]
     if report["multi_label"]:
-        save_figure(co_occurrence_figure(splits["train"]["co_occurrence"], labels, f"{title}, train"),
+        co_occurrence = np.asarray(splits["train"]["co_occurrence"])[np.ix_(shown, shown)]
+        save_figure(co_occurrence_figure(co_occurrence, labels, f"{title}, train"),
                     out / "label_co_occurrence.png", dpi=100)
         written.append(out / "label_co_occurrence.png")
     return written

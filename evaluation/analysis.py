@@ -15,14 +15,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure  # not pyplot: no global figure state, no display backend needed
 
 from common.output_paths import atomic_output, save_figure
-from common.plot_labels import plottable
+from common.plot_labels import MAX_DRAWN_CLASSES, plottable
 from evaluation.calibration import reliability_figure
 
 CONFUSION_PNG, LABEL_ERRORS_PNG, HIGHEST_LOSS_CSV = "confusion_matrix.png", "label_errors.png", "highest_loss.csv"
 TABLE_TEXT_CHARS = 300  # longer texts are cut in the TensorBoard table (the CSV keeps them whole)
-# Classes drawn in the error images and given PR curves: an image of 1,000 classes would need gigabytes to
-# render and show nothing readable. Beyond this, the classes with the most errors; metrics keep them all.
-MAX_DRAWN_CLASSES = 30
 log = logging.getLogger(__name__)
 
 

@@ -3,6 +3,8 @@ import numpy as np
 from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, f1_score, hamming_loss,
                              precision_recall_fscore_support)
 
+from common.plot_labels import MAX_DRAWN_CLASSES
+
 
 def classification_metrics(y_true, y_pred, label_names: list[str]) -> dict:
     ids = list(range(len(label_names)))
@@ -55,6 +57,10 @@ def format_report(metrics: dict, label_names: list[str]) -> str:
              f"{'class':<{width}} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}"]
     for name, m in metrics["per_class"].items():
         lines.append(f"{name:<{width}} {m['precision']:>9.4f} {m['recall']:>9.4f} {m['f1']:>9.4f} {m['support']:>8}")
+    if len(label_names) > MAX_DRAWN_CLASSES:  # a 1,000-column table reads as nothing on a terminal
+        lines += ["", f"confusion matrix: {len(label_names)} classes, too many to print "
+                      "(metrics.json holds it; analysis/ draws the classes with the most errors)"]
+        return "\n".join(lines)
     lines += ["", "confusion matrix (rows: true, columns: predicted)",
               " " * width + " " + " ".join(f"{n[:7]:>7}" for n in label_names)]
     for name, row in zip(label_names, np.asarray(metrics["confusion_matrix"])):

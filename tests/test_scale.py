@@ -57,3 +57,26 @@ def test_most_errors_keeps_every_class_up_to_the_cap():
     errors = np.zeros(100)
     errors[[3, 50, 97]] = [5, 9, 1]
     assert most_errors(errors, limit=2).tolist() == [3, 50]  # the two with most errors, in id order
+
+
+def test_the_data_report_draws_the_most_frequent_classes_and_evaluate_prints_no_huge_matrix(tmp_path, caplog):
+    """data.report's figures of 1,000 classes (a 1,200-inch bar chart, a 550-inch heat map before) and
+    evaluate's printed report (a 1,000-column confusion matrix)."""
+    from data.report import save_plots
+    from evaluation.metrics import classification_metrics, format_report
+
+    labels = [f"c{i:04d}" for i in range(CLASSES)]
+    counts = list(range(CLASSES))  # class i has i texts: the 30 drawn are the last 30
+    split = {"class_counts": counts, "lengths": [5, 7, 9], "length_percentiles": {99: 9},
+             "co_occurrence": np.diag(counts).tolist()}
+    report = {"splits": {"train": split}, "labels": labels, "multi_label": True, "max_len": 16}
+    with caplog.at_level(logging.WARNING):
+        written = save_plots(report, tmp_path, "thousand")
+    assert "1000 classes: the figures show the 30 most frequent in training" in caplog.text
+    for path in written:
+        width, height = Image.open(path).size
+        assert width < 5000 and height < 5000, path
+    truth = np.arange(300) % CLASSES
+    printed = format_report(classification_metrics(truth, truth, labels), labels)
+    assert "confusion matrix: 1000 classes, too many to print" in printed
+    assert len(printed.splitlines()) < CLASSES + 20  # the per-class table, not a 1,000 x 1,000 matrix
