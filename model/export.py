@@ -51,6 +51,7 @@ from data.tokenizer import SentencePieceTokenizer, Tokenizer, read_tokenizer_con
 from common.checks import check_export
 from common.cli import check_overrides
 from common.errors import UserError, exit_on_user_error
+from common.output_paths import check_output_dir
 from model.checkpoint import ClassifierInfo, LoadedClassifier, existing_checkpoint_dir, load_checkpoint
 from model.classifier import BERTClassifier
 from model.encoders.families import family_of_encoder, hf_encoder_state, hf_head_name
@@ -251,6 +252,7 @@ def check_out_dir(out: Path, checkpoint: Path, overwrite: bool):
         raise UserError(f"out={out} is a file, not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UserError(f"out={out} is not empty: choose another directory or pass overwrite=true")
+    check_output_dir(out, "out")  # a parent that is a file, or a directory we may not write into
 
 
 @hydra.main(config_path="../conf", config_name="export", version_base="1.3")
@@ -270,7 +272,8 @@ def main(cfg: DictConfig):
     elif cfg.format == "hf":
         print(f'use: pipeline("text-classification", model="{out}") (transformers), or model.path={out} to fine-tune')
     else:
-        print(f"use: onnxruntime.InferenceSession(\"{out / ONNX_FILE}\") with inputs {', '.join(ONNX_INPUTS)} "
+        inputs = ", ".join(onnx_inputs(loaded.model))
+        print(f"use: onnxruntime.InferenceSession(\"{out / ONNX_FILE}\") with inputs {inputs} "
               f"(tokenizer files beside it) -> logits over {out / LABELS_FILE}")
     if loaded.info.text_prefix:
         print(f"note: {PREFIX_NOTE.format(prefix=loaded.info.text_prefix)}")

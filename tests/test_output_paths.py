@@ -134,3 +134,11 @@ def test_checkpoint_write_failing_midway_is_one_line_and_keeps_the_previous_chec
     assert state["progress"]["step"] == 2  # the save before the failed one, whole and loadable
     assert load_file(str(checkpoints / "last" / "model.safetensors"))
     assert not (tmp_path / ".run.lock").exists()
+
+
+def test_export_out_under_a_file_is_one_line_before_anything_is_loaded(tmp_path):
+    from model.export import check_out_dir
+
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(UserError, match=r"out=.*a_file/sub: .*a_file is a file, not a directory"):
+        check_out_dir(tmp_path / "a_file" / "sub", tmp_path / "checkpoint", overwrite=False)
