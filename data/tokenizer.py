@@ -12,6 +12,7 @@ canonically equivalent to the input, and tokenizers that normalise themselves (N
 WordPiece, NFKC for SentencePiece) give the same ids for NFC(x) as for x.
 """
 import json
+import re
 import shutil
 import unicodedata
 from pathlib import Path
@@ -45,6 +46,10 @@ class Tokenizer:
     # 1: [CLS] a [SEP] b [SEP]; 2: <s> a </s></s> b </s>; None: the files do not say (data/transform.py's
     # framing_of then follows the model type).
     pair_separators: int | None = None
+    # Whether a text cut just before a space (one not after another) tokenizes, up to the cut, exactly as the
+    # whole text does: words are split at spaces before any piece is chosen. Then a very long text need not
+    # be tokenized whole to keep its first ids (encode_batch's `keep`).
+    words_end_at_spaces: bool = False
 
     def __init__(self, token_to_id, vocab_size: int, source: Path, named: dict | None = None):
         """`named`: role -> token the files name for it (tokenizer_config.json, the post-processor);
@@ -64,6 +69,66 @@ class Tokenizer:
     def save(self, directory: Path):
         for f in self.files:
             shutil.copyfile(f, Path(directory) / f.name)
+
+
+PREFIX_CHARS_PER_ID = 64  # texts up to 64 characters per kept id are tokenized whole, as before
+
+
+def encode_up_to(tokenizer: Tokenizer, texts: list[str], keep: int) -> list[list[int]]:
+    """Each text's ids where only the first `keep` are needed (a longer text still returns more than `keep`,
+    so its truncation is seen). A text of more than PREFIX_CHARS_PER_ID x keep characters is tokenized by
+    prefixes cut before a space, doubled until they give more than `keep` ids: the memory of a 50 MB line
+    follows what is kept, not its length. Exact for tokenizers whose words end at spaces; the others (and
+    duck-typed ones without the attribute) tokenize every text whole."""
+    if not getattr(tokenizer, "words_end_at_spaces", False):
+        return tokenizer.encode_batch(texts)
+    limit = PREFIX_CHARS_PER_ID * keep
+    ids = tokenizer.encode_batch([prefix_before_space(t, limit) for t in texts])
+    for i, text in enumerate(texts):
+        size = limit
+        while len(ids[i]) <= keep and len(text) > size:  # the prefix was short of ids: a longer one
+            size *= 2
+            ids[i] = tokenizer.encode_batch([prefix_before_space(text, size)])[0]
+    return ids
+
+
+def prefix_before_space(text: str, size: int) -> str:
+    """`text` cut before a space that follows a non-space: the last such space at or before `size`, else the
+    first after it; the whole text when it is no longer than `size` or has no such space."""
+    if len(text) <= size:
+        return text
+    cuts = re.compile(r"(?<=[^ ]) ")
+    before = [m.start() for m in cuts.finditer(text, 1, size + 1)]
+    after = None if before else cuts.search(text, size)
+    cut = before[-1] if before else after.start() if after else len(text)
+    return text[:cut]
+
+
+# Pre-tokenizers that split words at spaces (ByteLevel with its regex, Metaspace with split), and
+# normalizers that change characters one by one (or collapse runs of spaces): with only these, a text cut
+# before a space gives the whole text's ids up to the cut.
+SPACE_SPLITTING = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit", "ByteLevel", "Metaspace"}
+LOCAL_PRE_TOKENIZERS = SPACE_SPLITTING | {"Punctuation", "Digits", "UnicodeScripts"}
+LOCAL_NORMALIZERS = {"BertNormalizer", "NFC", "NFD", "NFKC", "NFKD", "Lowercase", "StripAccents", "Precompiled",
+                     "Prepend", "Strip"}
+
+
+def words_end_at_spaces(spec: dict) -> bool:
+    """Whether this tokenizer.json splits words at spaces before choosing pieces (Tokenizer.words_end_at_spaces)."""
+    def parts(node):
+        if not node:
+            return []
+        return [p for inner in node.get("pretokenizers") or node.get("normalizers") or [] for p in parts(inner)] \
+            if node.get("type") == "Sequence" else [node]
+
+    pre, norm = parts(spec.get("pre_tokenizer")), parts(spec.get("normalizer"))
+    splits = [p for p in pre if p.get("type") in SPACE_SPLITTING and p.get("use_regex", True)
+              and p.get("split", True)]
+    spaces_only = lambda n: n.get("type") == "Replace" and set(  # noqa: E731  (XLM-R's " {2,}" -> " ")
+        str(n.get("pattern", {}).get("Regex", n.get("pattern", {}).get("String", "x")))) <= set(" {},0123456789")
+    return (bool(splits) and all(p.get("type") in LOCAL_PRE_TOKENIZERS for p in pre)
+            and all(n.get("type") in LOCAL_NORMALIZERS or spaces_only(n) for n in norm)
+            and not any(" " in t.get("content", "") for t in spec.get("added_tokens", [])))
 
 
 class TokenizerJson(Tokenizer):
@@ -89,6 +154,7 @@ class TokenizerJson(Tokenizer):
         named = special_tokens_of_post_processor(spec.get("post_processor")) | special_tokens_named_in(directory)
         self.pair_separators = (pair_separators_of_post_processor(spec.get("post_processor"))
                                 or pair_separators_of_class(directory))
+        self.words_end_at_spaces = words_end_at_spaces(spec)
         super().__init__(tok.token_to_id, tok.get_vocab_size(with_added_tokens=True), directory, named)
 
     def _encode_batch(self, texts):
@@ -103,6 +169,8 @@ class TokenizerJson(Tokenizer):
 class WordPieceTokenizer(Tokenizer):
     """A bare vocab.txt, tokenized as BertTokenizer (DistilBERT's, ELECTRA's, KLUE-RoBERTa's) does: clean
     text, split CJK unless told not to, lower-case and strip accents as tokenizer_config.json says."""
+
+    words_end_at_spaces = True  # BertPreTokenizer
 
     def __init__(self, directory: Path):
         from tokenizers import Tokenizer as HFTokenizer, normalizers, pre_tokenizers

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.errors import UserError
-from data.tokenizer import Tokenizer
+from data.tokenizer import Tokenizer, encode_up_to
 
 # framing -> (separators between the texts of a pair, whether the second text is segment 1)
 FRAMINGS = {"bert": (1, True), "roberta": (2, False), "bert_one_segment": (1, False)}
@@ -79,8 +79,11 @@ class BERTSentenceTransform:
         """Tokenizes a whole list in one batched call (the Rust tokenizer parallelises it)."""
         if self.pair and texts_b is None:
             raise ValueError("this transform expects sentence pairs")
-        ids_a = self.tokenizer.encode_batch([self.text_prefix + t for t in texts_a] if self.text_prefix else texts_a)
-        ids_b = self.tokenizer.encode_batch(texts_b) if self.pair else None
+        # At most max_len ids of a text are kept (encode_up_to: a huge text is not tokenized whole); a pair
+        # whose texts both pass max_len is tokenized whole below: which one is longer decides the odd id.
+        texts_a = [self.text_prefix + t for t in texts_a] if self.text_prefix else texts_a
+        ids_a = encode_up_to(self.tokenizer, texts_a, self.max_len)
+        ids_b = encode_up_to(self.tokenizer, texts_b, self.max_len) if self.pair else None
         tok = self.tokenizer
         token_ids, segment_ids, lengths, n_truncated = [], [], [], 0
         for i, a in enumerate(ids_a):
@@ -90,6 +93,8 @@ class BERTSentenceTransform:
                 n_truncated += keep_a < len(a)
             else:
                 b = ids_b[i]
+                if len(a) > self.max_len and len(b) > self.max_len:
+                    a, b = self.tokenizer.encode_batch([texts_a[i], texts_b[i]])
                 budget = self.max_len - 2 - self.separators
                 keep_a, keep_b = truncated_pair_lengths(len(a), len(b), budget)
                 n_truncated += keep_a + keep_b < len(a) + len(b)
