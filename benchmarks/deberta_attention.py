@@ -11,14 +11,14 @@ Per variant: median seconds of a forward pass (eval, no grad) and of a training 
 (dropout off, so the variants compute the same function), after one warm-up; all in one invocation.
 """
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.timing import median_seconds  # noqa: E402
 
 import model.encoders.deberta_v2 as deberta_v2  # noqa: E402
 from model.encoders.deberta_v2 import DebertaV2Config, DebertaV2Encoder  # noqa: E402
@@ -40,20 +40,6 @@ def straightforward_attend(q, k, v, mask, probs_dropout, scale=None):
     scores = (q @ k.transpose(-2, -1)) * scale
     scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
     return probs_dropout(scores.softmax(-1)) @ v
-
-
-def timed(step, device, repeats: int) -> float:
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():
@@ -87,7 +73,8 @@ def main():
     rows = []
     for name, attend in (("ours, straightforward", straightforward_attend), ("ours, SDPA", sdpa_attend)):
         deberta_v2.attend = attend
-        rows.append((name, timed(ours_forward, device, args.repeats), timed(ours_train, device, args.repeats)))
+        rows.append((name, median_seconds(ours_forward, device, args.repeats),
+                     median_seconds(ours_train, device, args.repeats)))
     deberta_v2.attend = CHOSEN_ATTEND
     if not args.no_transformers:
         import transformers
@@ -103,8 +90,8 @@ def main():
                 hidden = theirs.train()(input_ids=ids, attention_mask=mask.long()).last_hidden_state
             hidden.float().square().mean().backward()
             theirs.zero_grad(set_to_none=True)
-        rows.append(("transformers DebertaV2Model", timed(theirs_forward, device, args.repeats),
-                     timed(theirs_train, device, args.repeats)))
+        rows.append(("transformers DebertaV2Model", median_seconds(theirs_forward, device, args.repeats),
+                     median_seconds(theirs_train, device, args.repeats)))
     print(f"DeBERTa-v3-base config, {device} {args.precision}, batch {args.batch} x {args.length} tokens "
           f"(lengths {args.length // 2}-{args.length}), {torch.get_num_threads()} threads, median of {args.repeats}")
     print(f"{'':30s} {'forward s':>10s} {'fwd+bwd s':>10s}")

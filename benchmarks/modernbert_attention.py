@@ -21,9 +21,7 @@ compute every score and mask those outside the window: a banded kernel would ski
 """
 import argparse
 import contextlib
-import statistics
 import sys
-import time
 from unittest import mock
 from pathlib import Path
 
@@ -31,6 +29,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.timing import median_seconds  # noqa: E402
 
 from model.encoders.modernbert import ModernBertConfig, ModernBertEncoder  # noqa: E402
 
@@ -45,20 +45,6 @@ def attention(straightforward: bool):
     """model/encoders/modernbert.py calls torch.nn.functional.scaled_dot_product_attention: replaced here, or not."""
     return mock.patch.object(F, "scaled_dot_product_attention", straightforward_attention) if straightforward \
         else contextlib.nullcontext()
-
-
-def timed(step, device, repeats: int) -> float:
-    step()  # warm-up: allocator, kernels
-    seconds = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
 
 
 def main():
@@ -92,7 +78,7 @@ def main():
         figures = {}
         for straightforward in (True, False):
             with attention(straightforward):
-                figures[straightforward] = timed(step, device, args.repeats)
+                figures[straightforward] = median_seconds(step, device, args.repeats)
         print(f"{name:17s} straightforward {figures[True] * 1000:8.1f} ms   sdpa {figures[False] * 1000:8.1f} ms   "
               f"({figures[True] / figures[False]:.2f}x)")
 

@@ -1,6 +1,7 @@
 """Command-line edge: values as the shell passed them (common/overrides.py), and config mistakes
 (unknown key, missing group option, bad syntax, a value of the wrong type or not among a key's
 choices) in one line."""
+import argparse
 import re
 import sys
 
@@ -121,3 +122,15 @@ def refused_value(key: str, value, reason: str) -> str:
 def fail(message: str):
     print(f"error: {message}", file=sys.stderr)
     sys.exit(EXIT_USER_ERROR)
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse for the research commands: a mistake is one line ending in the usage, exit 2 (UserError),
+    instead of argparse's usage line and message on two."""
+
+    def __init__(self, *args, usage_line: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.usage_line = usage_line
+
+    def error(self, message):
+        raise UserError(f"{message} (usage: {self.usage_line})")

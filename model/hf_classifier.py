@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from common.checks import encoder_positions
 from common.errors import UserError
 from model.encoders.blocks import read_config_json
 from model.classifier import BERTClassifier
@@ -56,12 +57,10 @@ def classifier_dropout(config: dict) -> float:
     return 0.1
 
 
-def default_max_len(encoder, directory: Path, tokenizer_config: dict) -> int:
+def default_max_len(directory: Path, tokenizer_config: dict) -> int:
     """tokenizer_config.json's model_max_length where it is a real limit, else what the position table
-    allows (RoBERTa's first padding_idx + 1 rows are not positions of text)."""
-    cfg = encoder.config
-    positions = cfg.max_position_embeddings - (cfg.pad_token_id + 1 if cfg.model_type in
-                                               ("roberta", "xlm-roberta", "camembert") else 0)
+    allows (common/checks.py: RoBERTa's first padding_idx + 1 rows are not positions of text)."""
+    positions = encoder_positions(directory)
     stated = tokenizer_config.get("model_max_length")
     return min(int(stated), positions) if isinstance(stated, int) and 3 <= stated <= 10**6 else positions
 
@@ -92,7 +91,7 @@ def load_hf_classifier(directory: Path):
     if encoder.pooler is not None and model.pooling != "pooler":  # unread; not left as undrawn memory either
         with torch.no_grad():  # (not nn.init: loading runs under checkpoint.initial_weights_not_drawn)
             encoder.pooler.weight.zero_(), encoder.pooler.bias.zero_()
-    max_len = default_max_len(encoder, directory, read_tokenizer_config(directory))
+    max_len = default_max_len(directory, read_tokenizer_config(directory))
     return model, labels, problem == "multi_label_classification", max_len, family
 
 

@@ -18,7 +18,6 @@ predictions file (evaluation/predictions.py; texts when an examples.jsonl lies b
   tensorboard/         the same figure, noise rates as scalars, the flagged examples as a text table
 Only as good as the probabilities: they must come from models that did not train on the examples.
 """
-import argparse
 import csv
 import json
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from common.cli import OneLineArgumentParser
 from common.errors import UserError, exit_on_user_error
 from common.plot_labels import plottable
 from evaluation.analysis import figure_pixels, markdown_escape
@@ -208,14 +208,10 @@ def summary(report: dict, rows: list[dict], shown: int, out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UserError(f"{message} (usage: python -m research.audit SOURCE [--out DIR] [--show N])")
-
-
 @exit_on_user_error
 def main(argv: list[str]):
-    parser = Parser(prog="python -m research.audit", description=__doc__.split("\n")[0])
+    parser = OneLineArgumentParser(prog="python -m research.audit", description=__doc__.split("\n")[0],
+                                   usage_line="python -m research.audit SOURCE [--out DIR] [--show N]")
     parser.add_argument("source", type=Path, help="out-of-fold directory or predictions .npz")
     parser.add_argument("--out", type=Path, help="directory of the audit's files (default SOURCE_DIR/audit)")
     parser.add_argument("--show", type=int, default=10, help="flagged examples printed (and in TensorBoard)")

@@ -21,7 +21,6 @@ For each metric (of a group: the mean over its runs) it reports A, B, B - A in p
 - seed groups of two or more runs each: Welch's t-test on the per-run values, whether B - A is large
   beside what changing the seed does (the bootstrap only sees the examples' noise).
 """
-import argparse
 import glob
 import json
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from common.cli import OneLineArgumentParser
 from common.errors import UserError, exit_on_user_error
 from common.overrides import override_meaning
 from common.output_paths import check_output_file, write_text_atomic
@@ -318,14 +318,10 @@ def report(result: dict, a_spec: str, b_spec: str, split: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own: usage on one line, message on another, exit 2
-        raise UserError(f"{message} (usage: python -m research.compare A B [--split test] [--resamples N] "
-                        "[--seed S] [--sweep SWEEP_DIR] [--out FILE.json])")
-
-
 def parse_args(argv: list[str]):
-    parser = Parser(prog="python -m research.compare", description=__doc__.split("\n")[0])
+    parser = OneLineArgumentParser(prog="python -m research.compare", description=__doc__.split("\n")[0],
+                                   usage_line="python -m research.compare A B [--split test] [--resamples N] "
+                                              "[--seed S] [--sweep SWEEP_DIR] [--out FILE.json]")
     parser.add_argument("a", help="run directory, predictions .npz, comma-separated runs or a quoted glob")
     parser.add_argument("b", help="the same for the other side")
     parser.add_argument("--split", default="test", help="predictions_<split>.npz of run directories (default test)")

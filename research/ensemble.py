@@ -12,12 +12,12 @@ temperature applied), its label their argmax, its logits their logarithm (so tha
 logits gives back the probabilities) with temperature 1. Single-label only: a multi-label ensemble
 would need thresholds of its own, tuned on its validation predictions, which no run has.
 """
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from common.cli import OneLineArgumentParser
 from common.errors import UserError, exit_on_user_error
 from evaluation.predictions import Predictions, predictions_path, read_predictions, write_predictions
 from research.compare import METRICS, Run, check_same_examples, side_metrics, side_paths
@@ -59,14 +59,10 @@ def report(runs: list[Run], ensemble: Predictions, split: str, out: Path) -> str
     return "\n".join(lines) + f"\nwrote {out} (python -m research.compare RUN {out})\n"
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UserError(f"{message} (usage: python -m research.ensemble RUNS --out FILE.npz [--split test])")
-
-
 @exit_on_user_error
 def main(argv: list[str]):
-    parser = Parser(prog="python -m research.ensemble", description=__doc__.split("\n")[0])
+    parser = OneLineArgumentParser(prog="python -m research.ensemble", description=__doc__.split("\n")[0],
+                                   usage_line="python -m research.ensemble RUNS --out FILE.npz [--split test]")
     parser.add_argument("runs", help="run directories or predictions files: comma-separated or a quoted glob")
     parser.add_argument("--out", type=Path, required=True, help="the ensemble's predictions file (.npz)")
     parser.add_argument("--split", default="test", help="predictions_<split>.npz of run directories (default test)")
