@@ -6,6 +6,7 @@ error analysis files (analysis=DIR) and baselines (baselines=true).
     python evaluate.py checkpoint=DIR split=validation analysis=analysis/ baselines=true
     python evaluate.py checkpoint=DIR predictions=test.npz          # per-example, for python -m research.compare
     python evaluate.py checkpoint=DIR threshold=0.3                 # multi-label: one fixed threshold
+    python evaluate.py checkpoint='multirun/X/*/checkpoints/best' predictions=ens.npz   # an ensemble
 """
 import common.startup  # noqa: F401  (first: Ctrl-C while the imports below load is one line, exit 130)
 import json
@@ -17,32 +18,38 @@ from torch.utils.tensorboard import SummaryWriter
 
 import common.config  # noqa: F401  (registers config resolvers)
 from data.build import label_ids, read_split
+from data.readers import Examples
 from data.dataset import ClassificationDataset
 from evaluation.analysis import display_texts, write_analysis, write_calibration_analysis
 from evaluation.baselines import Baselines, checkpoint_train_config, format_comparison
 from common.checks import check_evaluate
 from common.cli import check_overrides
-from common.errors import exit_on_user_error
+from common.errors import UserError, exit_on_user_error
 from common.output_paths import check_output_dir, check_output_file, write_text_atomic
+from common.path_lists import listed_paths
 from data.digest import texts_digest
-from evaluation.scoring import evaluate_with_outputs
+from evaluation.scoring import Evaluation, evaluate_with_outputs, score_outputs
 from inference.batches import eval_loader, prepare_for_inference
 from evaluation.metrics import format_report
 from evaluation.multilabel_baselines import MultilabelBaselines
 from inference.decision import decision_of
+from inference.ensemble import as_logits, check_member, mean_probabilities
 from evaluation.predictions import predictions_of, write_predictions
 from inference.runtime import configure_cpu, pick_device
 from model.checkpoint import load_checkpoint
 
 
-def data_config_of(cfg: DictConfig):
+def data_config_of(cfg: DictConfig, checkpoint):
     """The data group given on the command line, else the one the checkpoint was trained on."""
     if cfg.get("data") is not None:
         return cfg.data
-    return checkpoint_train_config(cfg.checkpoint, "data=... to say what to evaluate on", "data")
+    return checkpoint_train_config(checkpoint, "data=... to say what to evaluate on", "data")
 
 
-def check_outputs(cfg: DictConfig):
+def check_outputs(cfg: DictConfig, n_checkpoints: int):
+    if n_checkpoints > 1 and (cfg.analysis or cfg.baselines):
+        raise UserError(f"checkpoint= names {n_checkpoints} checkpoints (an ensemble): analysis= and baselines=true "
+                        "take one checkpoint")
     if cfg.out:
         check_output_file(cfg.out, "out")
     if cfg.predictions:
@@ -51,33 +58,68 @@ def check_outputs(cfg: DictConfig):
         check_output_dir(cfg.analysis, "analysis")
 
 
+def score_checkpoint(cfg: DictConfig, loaded, examples, device, with_vectors=False) -> tuple[Evaluation, int]:
+    """One checkpoint's evaluation of `examples`, and how many texts it truncated."""
+    dataset = ClassificationDataset(examples.texts, label_ids(examples, loaded.info.labels, loaded.info.multi_label),
+                                    loaded.transform, examples.texts_b)
+    mixed_precision = prepare_for_inference(loaded.model, device, cfg.precision, cfg.pack_weights)
+    decision = decision_of(loaded.info).with_threshold(cfg.threshold)
+    return evaluate_with_outputs(loaded.model, eval_loader(dataset, cfg.batch_size), device, mixed_precision,
+                                 loaded.info.labels, with_vectors, decision), dataset.n_truncated
+
+
+def score_ensemble(cfg: DictConfig, checkpoints: list, device) -> tuple[Evaluation, Examples, list[str]]:
+    """The members one at a time (one model in memory), each on the split as its own data config reads it
+    (or data=...), which must give every member the same examples; scored on their mean probabilities."""
+    probabilities, first = [], None
+    for checkpoint in checkpoints:
+        loaded = load_checkpoint(checkpoint, device)
+        examples = read_split(data_config_of(cfg, checkpoint), cfg.split)
+        if first is None:
+            first = (checkpoint, loaded.info.labels, examples, texts_digest(examples.texts, examples.texts_b))
+        check_member(str(checkpoint), loaded.info.labels, loaded.info.multi_label, str(first[0]), first[1])
+        if texts_digest(examples.texts, examples.texts_b) != first[3]:
+            raise UserError(f"{checkpoint}: its {cfg.split} split is not {first[0]}'s (other data or another fold); "
+                            "the members must be scored on the same examples: split=test, or data=...")
+        result, _ = score_checkpoint(cfg, loaded, examples, device)
+        probabilities.append(result.probabilities)
+        print(f"{checkpoint}: accuracy {result.metrics['accuracy']:.4f}, macro-F1 {result.metrics['macro_f1']:.4f}")
+        del loaded, result
+    mean = mean_probabilities(probabilities)
+    _, labels, examples, _ = first
+    return score_outputs(as_logits(mean), label_ids(examples, labels), labels), examples, labels
+
+
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 @exit_on_user_error
 def main(cfg: DictConfig):
     check_evaluate(cfg)
-    check_outputs(cfg)  # before the model is loaded or anything evaluated
+    checkpoints = listed_paths(cfg.checkpoint)
+    check_outputs(cfg, len(checkpoints))  # before a model is loaded or anything evaluated
     configure_cpu(cfg.threads)
     device = pick_device(cfg.device)
-    loaded = load_checkpoint(cfg.checkpoint, device)
-    data_cfg = data_config_of(cfg)
-    examples = read_split(data_cfg, cfg.split)
-    texts_sha256 = texts_digest(examples.texts, examples.texts_b)
-    labels = loaded.info.labels
-    dataset = ClassificationDataset(examples.texts, label_ids(examples, labels, loaded.info.multi_label),
-                                    loaded.transform, examples.texts_b)
-    mixed_precision = prepare_for_inference(loaded.model, device, cfg.precision, cfg.pack_weights)
-    # The baselines' inputs are read and checked before the evaluation pass: a mistake costs no time.
-    chosen = MultilabelBaselines if loaded.info.multi_label else Baselines
-    baselines = chosen.prepare(cfg, data_cfg, loaded, device) if cfg.baselines else None
-    decision = decision_of(loaded.info).with_threshold(cfg.threshold)
-    # Vectors come from the same pass, for the projector.
-    result = evaluate_with_outputs(loaded.model, eval_loader(dataset, cfg.batch_size), device, mixed_precision,
-                                   labels, with_vectors=bool(cfg.analysis), decision=decision)
+    baselines = None
+    if len(checkpoints) == 1:
+        loaded = load_checkpoint(checkpoints[0], device)
+        data_cfg = data_config_of(cfg, checkpoints[0])
+        examples = read_split(data_cfg, cfg.split)
+        labels = loaded.info.labels
+        # The baselines' inputs are read and checked before the evaluation pass: a mistake costs no time.
+        chosen = MultilabelBaselines if loaded.info.multi_label else Baselines
+        baselines = chosen.prepare(cfg, data_cfg, loaded, device) if cfg.baselines else None
+        # Vectors come from the same pass, for the projector.
+        result, n_truncated = score_checkpoint(cfg, loaded, examples, device, with_vectors=bool(cfg.analysis))
+        print(f"{examples.source}: {len(examples)} examples, {n_truncated} truncated to "
+              f"{loaded.info.max_len} tokens\n")
+    else:
+        result, examples, labels = score_ensemble(cfg, checkpoints, device)
+        print(f"\n{examples.source}: {len(examples)} examples; an ensemble of {len(checkpoints)} checkpoints "
+              "(the mean of their probabilities)\n")
     metrics = result.metrics
-    print(f"{examples.source}: {len(dataset)} examples, {dataset.n_truncated} truncated to "
-          f"{loaded.info.max_len} tokens\n")
     print(format_report(metrics, labels))
     report = {"source": examples.source, "split": cfg.split, **metrics}
+    if len(checkpoints) > 1:
+        report["ensemble_of"] = [str(c) for c in checkpoints]
     if baselines is not None:
         report["baselines"] = baselines.scores(examples, result.labels, labels)
         print(format_comparison([{"name": "fine-tuned model", **metrics}, *report["baselines"]]))
@@ -90,7 +132,8 @@ def main(cfg: DictConfig):
         print(f"\nwrote {', '.join(map(str, written))}; TensorBoard (images, PR curves, text, projector): "
               f"tensorboard --logdir {events}")
     if cfg.predictions:
-        write_predictions(cfg.predictions, predictions_of(result, labels, texts_sha256))
+        write_predictions(cfg.predictions, predictions_of(result, labels, texts_digest(examples.texts,
+                                                                                       examples.texts_b)))
         print(f"\nwrote {cfg.predictions}")
     if cfg.out:
         write_text_atomic(cfg.out, json.dumps(report, indent=2, ensure_ascii=False))

@@ -5,6 +5,8 @@
     python predict.py checkpoint=DIR text="i feel great"
     python predict.py checkpoint=DIR threshold=0.3    # multi-label: one threshold for every label
     python predict.py checkpoint=DIR runtime=onnx     # ONNX Runtime (auto: only at the prompt; default: torch)
+    python predict.py checkpoint='runs/*/checkpoints/best'   # an ensemble: the mean of their probabilities
+    python predict.py checkpoint=DIR_A,DIR_B,DIR_C           # the same, listed
 """
 import json
 import sys
@@ -18,7 +20,8 @@ from common.checks import check_predict
 from common.cli import check_overrides
 from common.display_width import display_width, pad_to_width
 from common.errors import exit_on_user_error
-from inference.predictor import Predictor, load_predictor
+from inference.ensemble import EnsemblePredictor, load_classifier
+from inference.predictor import Predictor
 from inference.runtime import configure_cpu, pick_device
 
 QUIT_WORDS = {"quit", "exit", "0"}  # "0" ends the KoBERT tutorial's loop too
@@ -54,6 +57,9 @@ def show_multilabel(predictor: Predictor, probs, width: int):
 
 def interactive(predictor: Predictor):
     width = max(display_width(name) for name in predictor.labels)  # columns: a Hangul syllable takes two
+    if isinstance(predictor, EnsemblePredictor):
+        print(f"an ensemble of {len(predictor.names)} checkpoints (the mean of their probabilities): "
+              f"{', '.join(predictor.names)}")
     print(f"labels: {', '.join(predictor.labels)}. Type a sentence; quit, exit, 0 or Ctrl-D to leave.")
     while True:
         try:
@@ -100,8 +106,9 @@ def main(cfg: DictConfig):
     configure_cpu(cfg.threads)
     device = pick_device(cfg.device)
     at_prompt = cfg.text is None and sys.stdin.isatty()  # runtime=auto: ONNX Runtime only there
-    predictor = load_predictor(cfg.checkpoint, device, cfg.runtime, cfg.precision, cfg.batch_size, cfg.pack_weights,
-                               cfg.threshold, interactive=at_prompt)
+    predictor = load_classifier(cfg.checkpoint, device, runtime=cfg.runtime, precision=cfg.precision,
+                                batch_size=cfg.batch_size, pack_weights=cfg.pack_weights, threshold=cfg.threshold,
+                                interactive=at_prompt)
     # Undecodable bytes on stdin become U+FFFD instead of a UnicodeDecodeError halfway through a file.
     sys.stdin.reconfigure(errors="replace")
     if cfg.text is not None:

@@ -21,7 +21,6 @@ For each metric (of a group: the mean over its runs) it reports A, B, B - A in p
 - seed groups of two or more runs each: Welch's t-test on the per-run values, whether B - A is large
   beside what changing the seed does (the bootstrap only sees the examples' noise).
 """
-import glob
 import json
 import sys
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from omegaconf import OmegaConf
 from common.cli import OneLineArgumentParser
 from common.errors import UserError, exit_on_user_error
 from common.overrides import override_meaning
+from common.path_lists import listed_paths
 from common.output_paths import check_output_file, write_text_atomic
 from evaluation.predictions import Predictions, predictions_path, read_predictions
 
@@ -62,25 +62,9 @@ def read_run(path: Path, split: str) -> Run:
     return Run(file, run_seed(file.parent), predictions)
 
 
-def side_paths(spec: str) -> list[Path]:
-    """'a,b' -> [a, b]; a part with glob characters -> what it matches, sorted."""
-    paths = []
-    for part in filter(None, spec.split(",")):
-        if glob.has_magic(part):
-            matches = sorted(glob.glob(part))
-            if not matches:
-                raise UserError(f"{part}: matches no file or directory")
-            paths += [Path(m) for m in matches]
-        else:
-            paths.append(Path(part))
-    if not paths:
-        raise UserError(f"{spec!r}: names no run")
-    return paths
-
-
 def read_side(spec: str, split: str) -> list[Run]:
     """In order of seed, then of path: the order McNemar pairs two groups' runs in."""
-    return sorted((read_run(p, split) for p in side_paths(spec)),
+    return sorted((read_run(p, split) for p in listed_paths(spec)),
                   key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
 
 

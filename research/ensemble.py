@@ -19,13 +19,15 @@ import numpy as np
 
 from common.cli import OneLineArgumentParser
 from common.errors import UserError, exit_on_user_error
+from common.path_lists import listed_paths
 from evaluation.predictions import Predictions, predictions_path, read_predictions, write_predictions
-from research.compare import METRICS, Run, check_same_examples, side_metrics, side_paths
+from inference.ensemble import as_logits, mean_probabilities
+from research.compare import METRICS, Run, check_same_examples, side_metrics
 
 
 def read_members(spec: str, split: str) -> list[Run]:
     runs = []
-    for path in side_paths(spec):
+    for path in listed_paths(spec):
         file = predictions_path(path, split) if path.is_dir() else path
         predictions = read_predictions(file)
         if predictions.multi_label:
@@ -40,9 +42,9 @@ def read_members(spec: str, split: str) -> list[Run]:
 
 def average(runs: list[Run]) -> Predictions:
     first = runs[0].predictions
-    probabilities = np.mean([r.predictions.probabilities.astype(np.float64) for r in runs], axis=0)
-    logits = np.log(np.maximum(probabilities, np.finfo(np.float32).tiny))
-    return Predictions(first.index, first.gold, probabilities.argmax(1), probabilities, logits, first.labels)
+    probabilities = mean_probabilities([r.predictions.probabilities for r in runs])
+    return Predictions(first.index, first.gold, probabilities.argmax(1), probabilities, as_logits(probabilities),
+                       first.labels)
 
 
 def report(runs: list[Run], ensemble: Predictions, split: str, out: Path) -> str:

@@ -104,3 +104,47 @@ def test_the_fold_models_ensemble_on_the_test_split_and_compare_with_one_fold_mo
     compare_main([str(sweep_dir / "0"), str(out), "--resamples", "200"])
     printed = capsys.readouterr().out
     assert "test split, 60 examples; paired bootstrap" in printed and "McNemar" in printed
+
+
+def test_evaluate_takes_the_fold_models_as_one_ensemble(fold_sweep, tmp_path):
+    """checkpoint= with a glob: the members' mean probabilities, the same as research.ensemble's from their
+    own test predictions (evaluate's defaults score as training did)."""
+    sweep_dir, _ = fold_sweep
+    offline = tmp_path / "offline.npz"
+    ensemble_main([str(sweep_dir / "[0-4]"), "--out", str(offline)])
+    live, out = tmp_path / "live.npz", tmp_path / "report.json"
+    result = run_script("evaluate.py", f"checkpoint={sweep_dir}/*/checkpoints/best", f"predictions={live}",
+                        f"out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_allclose(read_predictions(live).probabilities, read_predictions(offline).probabilities,
+                               atol=1e-5)
+    report = json.loads(out.read_text())
+    assert report["ensemble_of"] == [str(sweep_dir / job / "checkpoints" / "best") for job in map(str, range(FOLDS))]
+    assert report["accuracy"] == pytest.approx(np.mean(read_predictions(live).predicted == read_predictions(live).gold))
+    assert "an ensemble of 5 checkpoints" in result.stdout and result.stdout.count(": accuracy ") == FOLDS
+
+
+@pytest.mark.parametrize("option, message", [
+    ("split=validation", "its validation split is not"),  # each fold model validates on another fold
+    ("analysis={tmp}/analysis", "analysis= and baselines=true take one checkpoint"),
+])
+def test_an_ensemble_that_cannot_be_scored_is_one_line(fold_sweep, tmp_path, option, message):
+    sweep_dir, _ = fold_sweep
+    result = run_script("evaluate.py", f"checkpoint={sweep_dir}/0/checkpoints/best,{sweep_dir}/1/checkpoints/best",
+                        option.format(tmp=tmp_path))
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, \
+        result.stderr
+    assert not (tmp_path / "analysis").exists()
+
+
+def test_predict_answers_with_the_mean_of_several_checkpoints(fold_sweep):
+    sweep_dir, _ = fold_sweep
+    members = [str(sweep_dir / job / "checkpoints" / "best") for job in ("0", "1")]
+    each = []
+    for checkpoint in [*members, ",".join(members)]:
+        result = run_script("predict.py", f"checkpoint={checkpoint}", "text=so scared today")
+        assert result.returncode == 0, result.stderr[-3000:]
+        each.append(json.loads(result.stdout))
+    single_a, single_b, ensemble = (np.asarray(list(r["probs"].values())) for r in each)
+    np.testing.assert_allclose(ensemble, (single_a + single_b) / 2, atol=2e-6)
+    assert ensemble.argmax() == list(each[2]["probs"]).index(each[2]["label"])
