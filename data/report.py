@@ -5,7 +5,8 @@
 
 Reads and checks the splits exactly as train.py does, then prints per-split counts, the class
 distribution, token lengths under the model's tokenizer (and how many texts data.max_len
-truncates), duplicates, texts shared between splits and conflicting labels. Saves
+truncates), duplicates, texts shared between splits, near-duplicates across splits (equal once
+case, spacing and punctuation are set aside: data/near_duplicates.py) and conflicting labels. Saves
 class_frequency.png and token_length.png under `out`. Multi-label data adds how many labels the
 texts carry, the label pairs seen most together and label_co_occurrence.png (training split).
 """
@@ -20,6 +21,7 @@ from omegaconf import DictConfig
 
 import common.config  # noqa: F401  (registers config resolvers)
 from data.build import describe_across, label_ids, label_names, read_splits, split_stats
+from data.near_duplicates import describe_near_duplicates, near_duplicates
 from data.tokenizer import Tokenizer, load_tokenizer
 from data.transform import BERTSentenceTransform
 from common.checks import check_report
@@ -43,6 +45,7 @@ def describe(data_cfg, tokenizer: Tokenizer) -> dict:
     # No length limit: the real length of every text, so the report can say what max_len would cut.
     untruncated = BERTSentenceTransform(tokenizer, sys.maxsize, pair=pair, text_prefix=data_cfg.text_prefix)
     report = {"labels": labels, "max_len": data_cfg.max_len, "across": across, "splits": {},
+              "near_duplicates": near_duplicates(splits),
               "multi_label": splits["train"].multi_label}
     n_special = 3 if pair else 2  # [CLS] a [SEP] (b [SEP])
     for name, examples in splits.items():
@@ -93,7 +96,7 @@ def format_report(report: dict) -> str:
                      + f"{s['unknown_token_share']:>13.2%}")
     if report["multi_label"]:
         lines += ["", *format_label_sets(report)]
-    lines += ["", describe_across(report["across"])]
+    lines += ["", describe_across(report["across"]), *describe_near_duplicates(report["near_duplicates"])]
     return "\n".join(lines)
 
 
