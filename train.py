@@ -147,8 +147,9 @@ def train_in(cfg: DictConfig, run_dir: Path, ddp, device) -> float:
         sys.exit(128 + stopped.signum)
     if ddp.is_main:
         final = score_best_checkpoint(run, cfg, progress, data.datasets["test"], run_dir, data.texts_digests)
+        excluded = None if data.excluded is None else {"file": cfg.data.exclude, "dropped": data.excluded}
         write_run_metrics(run_dir / "metrics.json", progress, final, data.label_names, tcfg.batch_size,
-                          identity["changes"])
+                          identity["changes"], excluded)
     return progress.best[tcfg.monitor]
 
 

@@ -75,6 +75,7 @@ def check_data(data, train_required: bool = True):
     require(data.split_seed >= 0, "data.split_seed", data.split_seed, "must be at least 0")
     check_encoding(data.encoding)
     check_folds(data)
+    check_exclude(data)
     require(data.format != "txt" or data.delimiter != "", "data.delimiter", "''", "must be set for data.format=txt")
     if data.labels is not None:
         repeated = sorted({name for name in data.labels if list(data.labels).count(name) > 1})
@@ -110,6 +111,18 @@ def check_folds(data):
     require(fold is not None, "data.fold", fold,
             f"must be set with data.folds={folds}: which fold validates (0..{folds - 1})")
     require(0 <= fold < folds, "data.fold", fold, f"must be in [0, {folds}) with data.folds={folds}")
+
+
+def check_exclude(data):
+    """The file's columns and labels need the data read (data/exclude.py); here what the config alone says."""
+    path = data.get("exclude")  # .get: data configs stored before data.exclude existed
+    if not path:
+        return
+    if not Path(path).is_file():
+        raise UserError(f"data.exclude={path}: file not found")
+    if data.text_b_column:
+        raise UserError(f"data.exclude={path}: not for sentence-pair data (data.text_b_column={data.text_b_column}): "
+                        "the audit's text column joins the pair, so it matches no single text exactly")
 
 
 def check_max_len(data, model_path):

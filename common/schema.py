@@ -135,6 +135,7 @@ class DataConfig:
     empty_text: EmptyText = EmptyText.skip
     labels: Optional[list[str]] = None
     dedup: bool = False
+    exclude: Optional[str] = None  # CSV of training examples to drop (data/exclude.py)
     split: SplitFractions = field(default_factory=SplitFractions)
     split_seed: int = 1234
     folds: Optional[int] = None

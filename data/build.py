@@ -9,6 +9,7 @@ from itertools import chain, combinations
 import numpy as np
 
 from data.dataset import ClassificationDataset
+from data.exclude import drop_listed, read_listed
 from data.folds import select_fold
 from data.readers import Examples, count_repaired, read_examples, stratified_split
 from common.errors import UserError
@@ -71,12 +72,16 @@ def drop_duplicates(examples: Examples) -> Examples:
     return kept
 
 
-def read_splits(data_cfg) -> dict[str, Examples]:
+def read_splits(data_cfg, exclude: bool = True) -> dict[str, Examples]:
     """Reads the configured files; splits missing from the config are carved out of `train`
     (stratified, seeded by data.split_seed) so every run of a config sees the same split. With
-    data.folds, train and validation together are the pool that data/folds.py deals into folds."""
+    data.folds, train and validation together are the pool that data/folds.py deals into folds.
+    data.exclude then drops its examples from the training split alone (data/exclude.py); `exclude`
+    false skips that, for a caller that reads only validation or test."""
     if not data_cfg.train:
         raise UserError("data.train is not set (path of the training file)")
+    # .get: configs saved before data.exclude existed; read first, so a bad file fails before the data is read
+    listed = read_listed(data_cfg.exclude) if exclude and data_cfg.get("exclude") else None
     given = agree_on_multi_label({name: read_file(data_cfg, data_cfg[name]) for name in SPLITS if data_cfg.get(name)})
     missing = [name for name in SPLITS if name not in given]
     if missing:
@@ -89,7 +94,15 @@ def read_splits(data_cfg) -> dict[str, Examples]:
     if data_cfg.get("folds"):  # .get: configs saved before cross-validation existed
         given["train"], given["validation"] = select_fold(given["train"], given["validation"], data_cfg.folds,
                                                           data_cfg.fold, data_cfg.split_seed)
+    if listed is not None:  # last: validation, test and the folds are those of the run without data.exclude
+        labels = set(data_cfg.labels or []).union(*(used_labels(examples) for examples in given.values()))
+        given["train"] = drop_listed(given["train"], listed, labels)
     return {name: given[name] for name in SPLITS}
+
+
+def used_labels(examples: Examples) -> set[str]:
+    """Every label name the examples use."""
+    return set(chain.from_iterable(examples.labels)) if examples.multi_label else set(examples.labels)
 
 
 def read_split(data_cfg, split: str) -> Examples:
@@ -99,14 +112,16 @@ def read_split(data_cfg, split: str) -> Examples:
     # data.train names the whole file that validation/test are carved from when they have no file of their own
     carved_from_train = split == "train" and not all(data_cfg.get(name) for name in SPLITS)
     folded = split != "test" and data_cfg.get("folds")  # train and validation are dealt from their pool
-    if data_cfg.get(split) and not carved_from_train and not folded:
+    excluded = split == "train" and data_cfg.get("exclude")  # the training split as training saw it
+    if data_cfg.get(split) and not carved_from_train and not folded and not excluded:
         return read_file(data_cfg, data_cfg[split])
-    return read_splits(data_cfg)[split]
+    # validation and test never lose rows to data.exclude: they are read without its file
+    return read_splits(data_cfg, exclude=split == "train")[split]
 
 
 def label_names(data_cfg, train: Examples) -> list[str]:
     """data.labels, else the sorted names found in train (multi-label: in any text's label set)."""
-    found = set(chain.from_iterable(train.labels)) if train.multi_label else set(train.labels)
+    found = used_labels(train)
     names = list(data_cfg.labels) if data_cfg.labels else sorted(found)
     if not found:  # multi-label with data.allow_empty_labels=true, every label set empty
         raise UserError(f"{train.source}: no text has a label in the training data")

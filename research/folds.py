@@ -74,7 +74,8 @@ def check_fold_runs(sweep_dir: Path, jobs: list[Job]) -> tuple[dict, int]:
 def join_out_of_fold(sweep_dir: Path, jobs: list[Job]) -> tuple[Predictions, list[dict]]:
     """The joined predictions and the pool's examples (index, fold, label, text)."""
     shared, folds = check_fold_runs(sweep_dir, jobs)
-    splits = read_splits(OmegaConf.create({**shared, "folds": None, "fold": None}))
+    # the pool as the fold runs dealt it: data.exclude drops training rows only after the folds are made
+    splits = read_splits(OmegaConf.create({**shared, "folds": None, "fold": None}), exclude=False)
     pool = training_pool(splits["train"], splits["validation"])
     fold_of = pool_folds(pool, folds, shared["split_seed"])
     parts = {}

@@ -32,6 +32,7 @@ class TrainingData:
     kept_rows: list[int] | None  # model.trim_vocab: the encoder's embedding rows the tokenizer still uses
     texts_digests: dict[str, str]  # per split, the texts as read (data/digest.py): kept in prediction files
     split_digests: dict[str, str]  # per split, texts and labels: what a resume checks it trains on
+    excluded: int | None  # data.exclude: the training rows it dropped (None: not set)
 
     @property
     def multi_label(self) -> bool:
@@ -56,7 +57,7 @@ def build_data(cfg, ddp, device) -> TrainingData:
     labelled = {split: split_digest(texts[split], datasets[split].labels, label_names) for split in splits}
     return TrainingData(tokenizer, transform.pair, label_names, datasets,
                         build_train_loader(cfg, datasets["train"], ddp, device), val_loader, val_texts, kept_rows,
-                        texts, labelled)
+                        texts, labelled, splits["train"].stats.get("excluded"))
 
 
 def loader_options(tcfg, device) -> dict:

@@ -19,11 +19,14 @@ from common.errors import UserError
 IDENTITY = "run_identity.json"
 # Where and how fast it runs, what it logs and keeps, how it resumes: the same weights either way.
 # data.train/validation/test are paths; the splits' content is compared by hash instead (the test split
-# is read only after training, so another test file is simply what the final scores are of).
+# is read only after training, so another test file is simply what the final scores are of). So is
+# data.exclude: the training split's hash is taken after its rows are dropped, so an edited file that
+# drops other rows is refused, and a moved one that drops the same rows is not.
 NOT_MATHS = {"trainer.threads", "trainer.device", "trainer.num_workers", "trainer.log_every",
              "trainer.save_every_steps", "trainer.resume", "trainer.resume_changes", "trainer.analysis",
              "trainer.top_losses", "trainer.projector_max_examples", "trainer.eval_batch_size", "trainer.compile",
-             "data.name", "data.train", "data.validation", "data.test", "model.name", "shared_datasets"}
+             "data.name", "data.train", "data.validation", "data.test", "data.exclude", "model.name",
+             "shared_datasets"}
 UNCHANGEABLE = {"seed": "the random generators continue from the checkpoint's state",
                 "model.path": "the encoder's weights come from the checkpoint",
                 "model.trim_vocab": "the vocabulary is the checkpoint's"}

@@ -121,11 +121,11 @@ def summary(metrics: dict) -> dict:
 
 
 def write_run_metrics(path, progress, final: FinalScores, label_names, batch_size: int,
-                      resume_changes: list | None = None):
+                      resume_changes: list | None = None, excluded: dict | None = None):
     """metrics.json: the best validation epoch, its checkpoint's test metrics, the per-epoch history and
     timings (progress: training/resume.py TrainingProgress); the summary line on stdout. `resume_changes`:
     the settings or data a resume was allowed to change (trainer.resume_changes), with the step from which
-    each held."""
+    each held. `excluded`: data.exclude's file and the training rows it dropped."""
     best, train_seconds, test = progress.best, progress.train_seconds, final.test
     metrics = {"best_validation": best, "test": summary(test), "test_per_class": test["per_class"],
                "best_checkpoint_validation": summary(final.validation),
@@ -146,6 +146,8 @@ def write_run_metrics(path, progress, final: FinalScores, label_names, batch_siz
         metrics["test_at_fixed_threshold"] = {str(t): summary(m) for t, m in final.test_at_fixed_thresholds.items()}
     if resume_changes:
         metrics["resume_changes"] = resume_changes
+    if excluded:
+        metrics["data_exclude"] = excluded
     write_text_atomic(path, json.dumps(metrics, indent=2, ensure_ascii=False))
     scores = (f"micro-F1 {test['micro_f1']:.4f} macro-F1 {test['macro_f1']:.4f} mAP {test['mean_ap']:.4f}"
               if "micro_f1" in test else f"accuracy {test['accuracy']:.4f} macro-F1 {test['macro_f1']:.4f}")
