@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from common.errors import UserError
+from common.model_types import ROBERTA_FAMILY
 
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 SEED_RANGE = 2 ** 32  # numpy's seeds are 32-bit
@@ -136,10 +137,6 @@ def check_max_len(data, model_path):
             f"exceeds the {positions} positions of the encoder ({Path(model_path) / 'config.json'})")
 
 
-# RoBERTa-family tables start text at row pad_token_id + 1 (model/encoders/roberta.py): 514 rows, 512 positions.
-POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert")
-
-
 def encoder_positions(model_path) -> int:
     config = Path(model_path) / "config.json"
     if not config.is_file():
@@ -147,7 +144,8 @@ def encoder_positions(model_path) -> int:
     try:
         values = json.loads(config.read_text(encoding="utf-8"))
         positions = int(values.get("max_position_embeddings", 512))
-        if values.get("model_type") in POSITIONS_AFTER_PADDING:
+        # RoBERTa-family tables start text at row pad_token_id + 1 (model/encoders/roberta.py): 514 rows, 512 positions
+        if values.get("model_type") in ROBERTA_FAMILY:
             positions -= int(values.get("pad_token_id", 1)) + 1
         return positions
     except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as e:

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.errors import UserError
+from common.model_types import ROBERTA_FAMILY
 from data.tokenizer import Tokenizer, encode_up_to
 
 # framing -> (separators between the texts of a pair, whether the second text is segment 1)
 FRAMINGS = {"bert": (1, True), "roberta": (2, False), "bert_one_segment": (1, False)}
-ROBERTA_FAMILY = ("roberta", "xlm-roberta", "camembert")
 BERT_FAMILY = ("bert", "distilbert", "electra", "deberta-v2")
 NO_TOKEN_TYPES = ("modernbert",)
 

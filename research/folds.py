@@ -28,7 +28,7 @@ from data.build import label_ids, read_splits
 from data.folds import pool_folds, training_pool
 from evaluation.predictions import Predictions, predictions_path, read_predictions, write_predictions
 from research.sweep_summary import (SEED_KEY, ConfigurationGroup, Job, configuration_groups, group_keys,
-                                    group_name, read_sweep, swept_repeats)
+                                    group_name, read_sweep, swept_repeats, sweep_dir_argument)
 
 FOLD_KEY = "data.fold"
 OUT_DIR, PREDICTIONS_FILE, EXAMPLES_FILE = "out_of_fold", "predictions_out_of_fold.npz", "examples.jsonl"
@@ -171,11 +171,7 @@ class OutOfFoldPredictions(Callback):
 
 @exit_on_user_error
 def main(argv: list[str]):
-    if len(argv) != 1 or argv[0].startswith("-"):
-        raise UserError("usage: python -m research.folds SWEEP_DIR")
-    sweep_dir = Path(argv[0])
-    if not sweep_dir.is_dir():
-        raise UserError(f"{sweep_dir}: no such directory")
+    sweep_dir = sweep_dir_argument(argv, "research.folds")
     lines = write_out_of_fold(sweep_dir)
     print("\n".join(lines))
     if not any(line.endswith(PREDICTIONS_FILE) for line in lines):

@@ -426,13 +426,19 @@ class SweepSummary(Callback):
             print(f"wrote {sweep_dir / GROUPS_CSV} and {groups} (tensorboard --logdir {groups})")
 
 
-@exit_on_user_error
-def main(argv: list[str]):
+def sweep_dir_argument(argv: list[str], command: str) -> Path:
+    """The one argument of `python -m research.sweep_summary|folds SWEEP_DIR`, an existing directory."""
     if len(argv) != 1 or argv[0].startswith("-"):
-        raise UserError("usage: python -m research.sweep_summary SWEEP_DIR")
+        raise UserError(f"usage: python -m {command} SWEEP_DIR")
     sweep_dir = Path(argv[0])
     if not sweep_dir.is_dir():
         raise UserError(f"{sweep_dir}: no such directory")
+    return sweep_dir
+
+
+@exit_on_user_error
+def main(argv: list[str]):
+    sweep_dir = sweep_dir_argument(argv, "research.sweep_summary")
     print(write_summary(sweep_dir), end="")
     write_group_hparams(sweep_dir)
 

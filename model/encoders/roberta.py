@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from common.errors import UserError
+from common.model_types import ROBERTA_FAMILY
 from model.encoders.bert import HF_KEY_RULES, Embeddings
 from model.encoders.blocks import Encoder, EncoderConfig
 
@@ -20,7 +21,7 @@ from model.encoders.blocks import Encoder, EncoderConfig
 class RobertaConfig(EncoderConfig):
     model_type: str = "roberta"  # or xlm-roberta, camembert: the same network
 
-    MODEL_TYPES = ("roberta", "xlm-roberta", "camembert")
+    MODEL_TYPES = ROBERTA_FAMILY
 
 
 class RobertaEmbeddings(Embeddings):
