@@ -5,12 +5,15 @@ error analysis files (analysis=DIR) and baselines (baselines=true).
     python evaluate.py checkpoint=DIR data=files data.test=my_test.jsonl out=report.json
     python evaluate.py checkpoint=DIR split=validation analysis=analysis/ baselines=true
     python evaluate.py checkpoint=DIR predictions=test.npz          # per-example, for python -m research.compare
+    python evaluate.py checkpoint=DIR baselines=true baseline_predictions=DIR   # the baselines' too
     python evaluate.py checkpoint=DIR threshold=0.3                 # multi-label: one fixed threshold
     python evaluate.py checkpoint='multirun/X/*/checkpoints/best' predictions=ens.npz   # an ensemble
 """
 import common.startup  # noqa: F401  (first: Ctrl-C while the imports below load is one line, exit 130)
 import json
 from pathlib import Path
+
+import numpy as np
 
 import hydra
 from omegaconf import DictConfig
@@ -21,7 +24,7 @@ from data.build import label_ids, read_split
 from data.readers import Examples
 from data.dataset import ClassificationDataset
 from evaluation.analysis import display_texts, write_analysis, write_calibration_analysis
-from evaluation.baselines import Baselines, checkpoint_train_config, format_comparison
+from evaluation.baselines import BaselineScore, Baselines, checkpoint_train_config, format_comparison
 from common.checks import check_evaluate
 from common.cli import check_overrides
 from common.errors import UserError, exit_on_user_error
@@ -34,7 +37,7 @@ from evaluation.metrics import format_report
 from evaluation.multilabel_baselines import MultilabelBaselines
 from inference.decision import decision_of
 from inference.ensemble import as_logits, check_member, mean_probabilities
-from evaluation.predictions import predictions_of, write_predictions
+from evaluation.predictions import Predictions, predictions_of, write_predictions
 from inference.runtime import configure_cpu, pick_device
 from model.checkpoint import load_checkpoint
 
@@ -50,12 +53,16 @@ def check_outputs(cfg: DictConfig, n_checkpoints: int):
     if n_checkpoints > 1 and (cfg.analysis or cfg.baselines):
         raise UserError(f"checkpoint= names {n_checkpoints} checkpoints (an ensemble): analysis= and baselines=true "
                         "take one checkpoint")
+    if cfg.baseline_predictions and not cfg.baselines:
+        raise UserError(f"baseline_predictions={cfg.baseline_predictions}: add baselines=true (it holds their files)")
     if cfg.out:
         check_output_file(cfg.out, "out")
     if cfg.predictions:
         check_output_file(cfg.predictions, "predictions")
     if cfg.analysis:
         check_output_dir(cfg.analysis, "analysis")
+    if cfg.baseline_predictions:
+        check_output_dir(cfg.baseline_predictions, "baseline_predictions")
 
 
 def score_checkpoint(cfg: DictConfig, loaded, examples, device, with_vectors=False) -> tuple[Evaluation, int]:
@@ -90,6 +97,21 @@ def score_ensemble(cfg: DictConfig, checkpoints: list, device) -> tuple[Evaluati
     return score_outputs(as_logits(mean), label_ids(examples, labels), labels), examples, labels
 
 
+def write_baseline_predictions(directory, scored: list[BaselineScore], gold, labels: list[str], texts_sha256: str
+                               ) -> list[Path]:
+    """DIR/<baseline>.npz per baseline: the predictions format (evaluation/predictions.py), its logits the
+    logarithm of its probabilities."""
+    written = []
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    for score in scored:
+        path = Path(directory) / f"{score.short_name}.npz"
+        write_predictions(path, Predictions(np.arange(len(gold)), gold, score.probabilities.argmax(1),
+                                            score.probabilities, as_logits(score.probabilities), labels,
+                                            texts_sha256=texts_sha256))
+        written.append(path)
+    return written
+
+
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 @exit_on_user_error
 def main(cfg: DictConfig):
@@ -105,6 +127,9 @@ def main(cfg: DictConfig):
         examples = read_split(data_cfg, cfg.split)
         labels = loaded.info.labels
         # The baselines' inputs are read and checked before the evaluation pass: a mistake costs no time.
+        if cfg.baseline_predictions and loaded.info.multi_label:
+            raise UserError("baseline_predictions= is for single-label checkpoints (multi-label baselines keep no "
+                            "per-example probabilities)")
         chosen = MultilabelBaselines if loaded.info.multi_label else Baselines
         baselines = chosen.prepare(cfg, data_cfg, loaded, device) if cfg.baselines else None
         # Vectors come from the same pass, for the projector.
@@ -120,9 +145,14 @@ def main(cfg: DictConfig):
     report = {"source": examples.source, "split": cfg.split, **metrics}
     if len(checkpoints) > 1:
         report["ensemble_of"] = [str(c) for c in checkpoints]
+    texts_sha256 = texts_digest(examples.texts, examples.texts_b)
     if baselines is not None:
-        report["baselines"] = baselines.scores(examples, result.labels, labels)
+        scored = baselines.scores(examples, result.labels, labels)
+        report["baselines"] = [score.report for score in scored]
         print(format_comparison([{"name": "fine-tuned model", **metrics}, *report["baselines"]]))
+        if cfg.baseline_predictions:
+            written = write_baseline_predictions(cfg.baseline_predictions, scored, result.labels, labels, texts_sha256)
+            print(f"\nwrote {', '.join(map(str, written))} (python -m research.compare FILE ...)")
     if cfg.analysis:
         events = Path(cfg.analysis) / "tensorboard"
         with SummaryWriter(str(events)) as writer:
@@ -132,8 +162,7 @@ def main(cfg: DictConfig):
         print(f"\nwrote {', '.join(map(str, written))}; TensorBoard (images, PR curves, text, projector): "
               f"tensorboard --logdir {events}")
     if cfg.predictions:
-        write_predictions(cfg.predictions, predictions_of(result, labels, texts_digest(examples.texts,
-                                                                                       examples.texts_b)))
+        write_predictions(cfg.predictions, predictions_of(result, labels, texts_sha256))
         print(f"\nwrote {cfg.predictions}")
     if cfg.out:
         write_text_atomic(cfg.out, json.dumps(report, indent=2, ensure_ascii=False))

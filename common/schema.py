@@ -229,6 +229,7 @@ class EvaluateConfig:
     top_losses: int = 20
     projector_max_examples: int = 5000
     baselines: bool = False
+    baseline_predictions: Optional[str] = None
     baseline_encoder: Optional[str] = None
     baseline_pooling: Optional[Pooling] = None
     batch_size: int = 128

@@ -28,6 +28,15 @@ from model.checkpoint import TRAIN_CONFIG
 from model.classifier import BERTClassifier
 
 
+@dataclass
+class BaselineScore:
+    report: dict  # name, fit time and metrics, as evaluate.py prints and writes them
+    # (N, classes) on the evaluated examples, for a predictions file research.compare reads: evaluate.py
+    # baseline_predictions=DIR writes DIR/<short_name>.npz. None: multi-label rows (no such file)
+    probabilities: np.ndarray | None = None
+    short_name: str | None = None
+
+
 def checkpoint_train_config(checkpoint, needed_for: str, key: str):
     """`key` of the resolved config of the run that wrote `checkpoint` (its train_config.yaml); a file that
     is not YAML, not a mapping, or lacks the key is one line naming the file and key."""
@@ -57,7 +66,7 @@ class Baselines:
         train = read_split(data_cfg, "train")
         return cls(train, label_ids(train, loaded.info.labels), FrozenEncoder.of_checkpoint(cfg, loaded, device))
 
-    def scores(self, examples: Examples, eval_labels, label_names: list[str]) -> list[dict]:
+    def scores(self, examples: Examples, eval_labels, label_names: list[str]) -> list[BaselineScore]:
         started = time.perf_counter()
         train_vectors = self.encoder.vectors(self.train.texts, self.train.texts_b)
         eval_vectors = self.encoder.vectors(examples.texts, examples.texts_b)
@@ -70,11 +79,22 @@ class Baselines:
                                           eval_labels, label_names)]
 
 
-def most_frequent_class(train_labels, eval_labels, label_names: list[str]) -> dict:
-    """Always predicts the training split's commonest class: its accuracy is that class's share."""
-    majority = int(np.bincount(train_labels, minlength=len(label_names)).argmax())
+def most_frequent_class(train_labels, eval_labels, label_names: list[str]) -> BaselineScore:
+    """Always predicts the training split's commonest class: its accuracy is that class's share. Its
+    probabilities are the training split's class shares, the same for every text."""
+    counts = np.bincount(train_labels, minlength=len(label_names))
+    majority = int(counts.argmax())
     metrics = classification_metrics(eval_labels, np.full(len(eval_labels), majority), label_names)
-    return {"name": f"most frequent class ({label_names[majority]})", **metrics}
+    shares = np.tile(counts / counts.sum(), (len(eval_labels), 1))
+    return BaselineScore({"name": f"most frequent class ({label_names[majority]})", **metrics}, shares,
+                         "most_frequent_class")
+
+
+def classifier_probabilities(classifier: LogisticRegression, features, n_classes: int) -> np.ndarray:
+    """predict_proba's columns placed at their class ids (a class absent from training keeps 0)."""
+    probabilities = np.zeros((features.shape[0], n_classes))
+    probabilities[:, classifier.classes_] = classifier.predict_proba(features)
+    return probabilities
 
 
 class FrozenEncoder:
@@ -112,7 +132,8 @@ class FrozenEncoder:
 
 
 def logistic_regression(train_vectors, train_labels, eval_vectors, eval_labels, label_names: list[str],
-                        name="logistic regression on frozen encoder vectors") -> dict:
+                        name="logistic regression on frozen encoder vectors", short_name="frozen_encoder_lr"
+                        ) -> BaselineScore:
     """sklearn's LogisticRegression as the book fits it (max_iter=3000, default L2 strength, unscaled)."""
     started = time.perf_counter()
     # One BLAS thread: its products are too small to share out, and on shared cores two threads made
@@ -120,22 +141,23 @@ def logistic_regression(train_vectors, train_labels, eval_vectors, eval_labels, 
     with threadpool_limits(1):
         classifier = LogisticRegression(max_iter=3000).fit(train_vectors, train_labels)
     metrics = classification_metrics(eval_labels, classifier.predict(eval_vectors), label_names)
-    return {"name": name, "fit_seconds": round(time.perf_counter() - started, 1),
-            **metrics}
+    return BaselineScore({"name": name, "fit_seconds": round(time.perf_counter() - started, 1), **metrics},
+                         classifier_probabilities(classifier, eval_vectors, len(label_names)), short_name)
 
 
 def tfidf_logistic_regression(train_texts: list[str], train_labels, eval_texts: list[str], eval_labels,
-                              label_names: list[str]) -> dict:
+                              label_names: list[str]) -> BaselineScore:
     """Logistic regression (C=1, max_iter=3000) on TF-IDF of character 1- to 3-grams, fitted on the
     training texts (pairs as `a [SEP] b`). Characters need no tokenizer: Hangul works as English does."""
     started = time.perf_counter()
     vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3))
     with threadpool_limits(1):  # as logistic_regression: one BLAS thread
         classifier = LogisticRegression(C=1, max_iter=3000).fit(vectorizer.fit_transform(train_texts), train_labels)
-    predicted = classifier.predict(vectorizer.transform(eval_texts))
-    return {"name": "logistic regression, TF-IDF of character 1-3-grams",
-            "fit_seconds": round(time.perf_counter() - started, 1),
-            **classification_metrics(eval_labels, predicted, label_names)}
+    features = vectorizer.transform(eval_texts)
+    return BaselineScore({"name": "logistic regression, TF-IDF of character 1-3-grams",
+                          "fit_seconds": round(time.perf_counter() - started, 1),
+                          **classification_metrics(eval_labels, classifier.predict(features), label_names)},
+                         classifier_probabilities(classifier, features, len(label_names)), "tfidf_char_lr")
 
 
 def format_comparison(rows: list[dict]) -> str:

@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 from data.build import label_ids, read_split
 from data.readers import Examples
 from evaluation.analysis import display_texts
-from evaluation.baselines import checkpoint_train_config
+from evaluation.baselines import BaselineScore, checkpoint_train_config
 from evaluation.metrics import multilabel_metrics
 from evaluation.thresholds import tune_thresholds
 
@@ -45,10 +45,12 @@ class MultilabelBaselines:
                    OmegaConf.select(trainer, "threshold_scope", default="per_label"),
                    OmegaConf.select(trainer, "threshold_metric", default="macro_f1"))
 
-    def scores(self, examples: Examples, eval_labels, label_names: list[str]) -> list[dict]:
-        return [most_frequent_label(self.train_labels, eval_labels, label_names),
+    def scores(self, examples: Examples, eval_labels, label_names: list[str]) -> list[BaselineScore]:
+        """Without per-example probabilities: evaluate.py's baseline_predictions= is single-label only."""
+        rows = [most_frequent_label(self.train_labels, eval_labels, label_names),
                 *tfidf_one_vs_rest(self.train, self.train_labels, self.validation, self.validation_labels,
                                    examples, eval_labels, label_names, self.threshold_scope, self.threshold_metric)]
+        return [BaselineScore(row) for row in rows]
 
 
 def most_frequent_label(train_labels: np.ndarray, eval_labels: np.ndarray, label_names: list[str]) -> dict:

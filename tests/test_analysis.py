@@ -118,7 +118,7 @@ def read_file_labels(path) -> np.ndarray:
 def test_most_frequent_class_accuracy_is_that_class_share():
     train = np.array([2, 2, 2, 0, 1])
     evaluated = np.array([0, 2, 1, 1, 2, 0, 0, 0])
-    metrics = most_frequent_class(train, evaluated, LABELS)
+    metrics = most_frequent_class(train, evaluated, LABELS).report
     assert metrics["name"] == "most frequent class (joy)"
     assert metrics["accuracy"] == pytest.approx(2 / 8)
     assert metrics["per_class"]["joy"]["recall"] == 1.0
@@ -130,9 +130,10 @@ def test_logistic_regression_is_fitted_on_train_and_scored_on_the_evaluated_spli
     train_labels, eval_labels = rng.integers(0, 3, 90), rng.integers(0, 3, 30)
     train = centres[train_labels] + rng.normal(size=(90, 8))
     evaluated = centres[eval_labels] + rng.normal(size=(30, 8))
-    assert logistic_regression(train, train_labels, evaluated, eval_labels, LABELS)["accuracy"] == 1.0
+    assert logistic_regression(train, train_labels, evaluated, eval_labels, LABELS).report["accuracy"] == 1.0
     # Scored against other labels than the ones it was fitted to: no longer perfect.
-    assert logistic_regression(train, train_labels, evaluated, (eval_labels + 1) % 3, LABELS)["accuracy"] == 0.0
+    shifted = (eval_labels + 1) % 3
+    assert logistic_regression(train, train_labels, evaluated, shifted, LABELS).report["accuracy"] == 0.0
 
 
 def test_tfidf_baseline_is_fitted_on_the_training_texts_in_any_script():
@@ -145,8 +146,12 @@ def test_tfidf_baseline_is_fitted_on_the_training_texts_in_any_script():
 
     train_labels, eval_labels = rng.integers(0, 3, 60), rng.integers(0, 3, 30)
     train, evaluated = texts(train_labels), texts(eval_labels)
-    assert tfidf_logistic_regression(train, train_labels, evaluated, eval_labels, LABELS)["accuracy"] == 1.0
-    assert tfidf_logistic_regression(train, train_labels, evaluated, (eval_labels + 1) % 3, LABELS)["accuracy"] == 0.0
+    fitted = tfidf_logistic_regression(train, train_labels, evaluated, eval_labels, LABELS)
+    assert fitted.report["accuracy"] == 1.0
+    np.testing.assert_array_equal(fitted.probabilities.argmax(1), eval_labels)  # its predictions file's labels
+    np.testing.assert_allclose(fitted.probabilities.sum(1), 1.0)
+    assert tfidf_logistic_regression(train, train_labels, evaluated, (eval_labels + 1) % 3, LABELS
+                                     ).report["accuracy"] == 0.0
 
 
 def test_training_logs_confusion_pr_curves_table_and_projector(trained_run):

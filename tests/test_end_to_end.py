@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pexpect
 import pytest
 
@@ -78,6 +79,28 @@ def test_evaluate_with_packed_weights_and_baselines_repeats_the_metrics(trained_
     assert [b["name"].split(" (")[0] for b in report["baselines"]] == ["most frequent class",
                                                                        "logistic regression, frozen encoder",
                                                                        "logistic regression, TF-IDF of character 1-3-grams"]
+
+
+def test_evaluate_writes_the_baselines_predictions_for_research_compare(trained_run, tmp_path):
+    from evaluation.predictions import read_predictions
+
+    run_dir, _ = trained_run
+    out, files = tmp_path / "eval.json", tmp_path / "baselines"
+    result = run_script("evaluate.py", f"checkpoint={run_dir / 'checkpoints' / 'best'}", "baselines=true",
+                        f"baseline_predictions={files}", f"predictions={tmp_path / 'model.npz'}", f"out={out}")
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"].split(" (")[0]: row for row in json.loads(out.read_text())["baselines"]}
+    for name, file in [("most frequent class", "most_frequent_class.npz"),
+                       ("logistic regression, frozen encoder", "frozen_encoder_lr.npz"),
+                       ("logistic regression, TF-IDF of character 1-3-grams", "tfidf_char_lr.npz")]:
+        predictions = read_predictions(files / file)
+        assert np.mean(predictions.predicted == predictions.gold) == pytest.approx(rows[name]["accuracy"]), name
+        np.testing.assert_allclose(predictions.probabilities.sum(1), 1.0, atol=1e-5)
+    compared = run_script("-m", "research.compare", str(files / "tfidf_char_lr.npz"), str(tmp_path / "model.npz"),
+                          "--resamples", "200")
+    assert compared.returncode == 0 and "McNemar" in compared.stdout, compared.stderr
+    refused = run_script("evaluate.py", f"checkpoint={run_dir / 'checkpoints' / 'best'}", f"baseline_predictions={files}")
+    assert refused.returncode == 2 and "add baselines=true" in refused.stderr
 
 
 def test_predict_piped_lines_give_one_json_object_each(trained_run):
