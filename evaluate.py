@@ -78,22 +78,22 @@ def score_checkpoint(cfg: DictConfig, loaded, examples, device, with_vectors=Fal
 def score_ensemble(cfg: DictConfig, checkpoints: list, device) -> tuple[Evaluation, Examples, list[str]]:
     """The members one at a time (one model in memory), each on the split as its own data config reads it
     (or data=...), which must give every member the same examples; scored on their mean probabilities."""
-    probabilities, first = [], None
+    probabilities = []
     for checkpoint in checkpoints:
         loaded = load_checkpoint(checkpoint, device)
-        examples = read_split(data_config_of(cfg, checkpoint), cfg.split)
-        if first is None:
-            first = (checkpoint, loaded.info.labels, examples, texts_digest(examples.texts, examples.texts_b))
-        check_member(str(checkpoint), loaded.info.labels, loaded.info.multi_label, str(first[0]), first[1])
-        if texts_digest(examples.texts, examples.texts_b) != first[3]:
-            raise UserError(f"{checkpoint}: its {cfg.split} split is not {first[0]}'s (other data or another fold); "
-                            "the members must be scored on the same examples: split=test, or data=...")
-        result, _ = score_checkpoint(cfg, loaded, examples, device)
+        member_examples = read_split(data_config_of(cfg, checkpoint), cfg.split)
+        member_digest = texts_digest(member_examples.texts, member_examples.texts_b)
+        if not probabilities:
+            labels, examples, digest = loaded.info.labels, member_examples, member_digest
+        check_member(str(checkpoint), loaded.info.labels, loaded.info.multi_label, str(checkpoints[0]), labels)
+        if member_digest != digest:
+            raise UserError(f"{checkpoint}: its {cfg.split} split is not {checkpoints[0]}'s (other data or another "
+                            "fold); the members must be scored on the same examples: split=test, or data=...")
+        result, _ = score_checkpoint(cfg, loaded, member_examples, device)
         probabilities.append(result.probabilities)
         print(f"{checkpoint}: accuracy {result.metrics['accuracy']:.4f}, macro-F1 {result.metrics['macro_f1']:.4f}")
         del loaded, result
     mean = mean_probabilities(probabilities)
-    _, labels, examples, _ = first
     return score_outputs(as_logits(mean), label_ids(examples, labels), labels), examples, labels
 
 
@@ -126,10 +126,10 @@ def main(cfg: DictConfig):
         data_cfg = data_config_of(cfg, checkpoints[0])
         examples = read_split(data_cfg, cfg.split)
         labels = loaded.info.labels
-        # The baselines' inputs are read and checked before the evaluation pass: a mistake costs no time.
         if cfg.baseline_predictions and loaded.info.multi_label:
             raise UserError("baseline_predictions= is for single-label checkpoints (multi-label baselines keep no "
                             "per-example probabilities)")
+        # The baselines' inputs are read and checked before the evaluation pass: a mistake costs no time.
         chosen = MultilabelBaselines if loaded.info.multi_label else Baselines
         baselines = chosen.prepare(cfg, data_cfg, loaded, device) if cfg.baselines else None
         # Vectors come from the same pass, for the projector.
