@@ -112,6 +112,11 @@ LOCAL_PRE_TOKENIZERS = SPACE_SPLITTING | {"Punctuation", "Digits", "UnicodeScrip
 LOCAL_NORMALIZERS = {"BertNormalizer", "NFC", "NFD", "NFKC", "NFKD", "Lowercase", "StripAccents", "Precompiled",
                      "Prepend", "Strip"}
 
+# Replacements of any whitespace (DeBERTa-v2's) beside those of runs of spaces (XLM-R's " {2,}"): exact only
+# under a right Strip, which takes the tab or newline that ends a prefix, as the whole text folds it into the
+# space after it.
+WHITESPACE_FOLDING_PATTERNS = {r"\s{2,}|[\n\r\t]"}
+
 
 def words_end_at_spaces(spec: dict) -> bool:
     """Whether this tokenizer.json splits words at spaces before choosing pieces (Tokenizer.words_end_at_spaces)."""
@@ -124,10 +129,15 @@ def words_end_at_spaces(spec: dict) -> bool:
     pre, norm = parts(spec.get("pre_tokenizer")), parts(spec.get("normalizer"))
     splits = [p for p in pre if p.get("type") in SPACE_SPLITTING and p.get("use_regex", True)
               and p.get("split", True)]
-    spaces_only = lambda n: n.get("type") == "Replace" and set(  # noqa: E731  (XLM-R's " {2,}" -> " ")
-        str(n.get("pattern", {}).get("Regex", n.get("pattern", {}).get("String", "x")))) <= set(" {},0123456789")
+    strips_right = any(n.get("type") == "Strip" and n.get("strip_right") for n in norm)
+
+    def folds_whitespace(n):  # a run of whitespace -> one space: the cut's space still begins a word
+        pattern = str(n.get("pattern", {}).get("Regex", n.get("pattern", {}).get("String", "x")))
+        return (n.get("type") == "Replace" and n.get("content") == " "
+                and (set(pattern) <= set(" {},0123456789") or pattern in WHITESPACE_FOLDING_PATTERNS and strips_right))
+
     return (bool(splits) and all(p.get("type") in LOCAL_PRE_TOKENIZERS for p in pre)
-            and all(n.get("type") in LOCAL_NORMALIZERS or spaces_only(n) for n in norm)
+            and all(n.get("type") in LOCAL_NORMALIZERS or folds_whitespace(n) for n in norm)
             and not any(" " in t.get("content", "") for t in spec.get("added_tokens", [])))
 
 
@@ -273,11 +283,31 @@ def load_sentencepiece(model_file: Path):
     return sp
 
 
+# SentencePiece normalizers (trainer's normalization_rule_name) whose charsmap rewrites characters one by one:
+# NFKC composes a character with the marks after it, never with a following space.
+LOCAL_SENTENCEPIECE_NORMALIZERS = {"nmt_nfkc", "nfkc", "nmt_nfkc_cf", "nfkc_cf", "identity"}
+
+
+def sentencepiece_words_end_at_spaces(proto) -> bool:
+    """Whether a SentencePiece model's words end at spaces (Tokenizer.words_end_at_spaces). Spaces become "▁"
+    before pieces are chosen; when no piece holds a "▁" past its first character, nor a raw space (user-defined
+    symbols are matched in the raw text), no piece of the whole text crosses a cut before a space, so unigram's
+    Viterbi and BPE's merges choose the pieces before the cut as they do for the prefix alone.
+    remove_extra_whitespaces may be either: on, whitespace that ends the prefix (a tab, a newline) is stripped
+    from it and, in the whole text, folded into the "▁" that begins the next word; off, each "▁" begins a
+    piece in both."""
+    trainer, normalizer = proto.trainer_spec, proto.normalizer_spec
+    return (trainer.split_by_whitespace and not trainer.treat_whitespace_as_suffix
+            and normalizer.name in LOCAL_SENTENCEPIECE_NORMALIZERS
+            and not any(" " in p.piece or "\u2581" in p.piece[1:] for p in proto.pieces))
+
+
 class SentencePieceTokenizer(Tokenizer):
     """KoBERT-style: `spiece.model` (any *.model), optionally a `vocab.txt` that fixes piece ids."""
 
     def __init__(self, directory: Path, model_file: Path):
         self._sp = load_sentencepiece(model_file)
+        self.words_end_at_spaces = sentencepiece_words_end_at_spaces(sentencepiece_proto(model_file))
         self.files = [model_file] + [directory / f for f in TOKENIZER_CONFIG_FILES if (directory / f).exists()]
         named = special_tokens_named_in(directory)
         vocab_txt = directory / "vocab.txt"

@@ -75,21 +75,22 @@ def modernbert_bpe(texts: list[str]):
     return tok
 
 
-def unigram_sentencepiece(texts: list[str], **extra) -> bytes:
+def sentencepiece_model(texts: list[str], model_type: str = "unigram", **extra) -> bytes:
     import sentencepiece as spm
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.Train(sentence_iterator=iter(texts), model_writer=model, vocab_size=1000,
-                                   model_type="unigram", character_coverage=0.9995, num_threads=1, minloglevel=2,
+                                   model_type=model_type, character_coverage=0.9995, num_threads=1, minloglevel=2,
                                    **extra)
     return model.getvalue()
 
 
-def kobert_style_directory(texts: list[str], directory: Path) -> Path:
-    """skt/kobert-base-v1's layout: spiece.model whose own ids are the embedding rows, [CLS]/[SEP] pieces."""
-    (directory / "spiece.model").write_bytes(unigram_sentencepiece(
+def kobert_style_directory(texts: list[str], directory: Path, **extra) -> Path:
+    """skt/kobert-base-v1's layout: spiece.model whose own ids are the embedding rows, [CLS]/[SEP] pieces
+    (`extra`: other trainer options, model_type="bpe" say)."""
+    (directory / "spiece.model").write_bytes(sentencepiece_model(
         texts, unk_id=0, unk_piece="[UNK]", pad_id=1, pad_piece="[PAD]", bos_id=2, bos_piece="[CLS]",
-        eos_id=3, eos_piece="[SEP]", control_symbols=["[MASK]"], hard_vocab_limit=False))
+        eos_id=3, eos_piece="[SEP]", control_symbols=["[MASK]"], hard_vocab_limit=False, **extra))
     return directory
 
 
@@ -136,14 +137,14 @@ def tokenizer_directories(shared: Path) -> dict[str, Path]:
     write_json(d / "tokenizer_config.json", {"tokenizer_class": "BertTokenizer", "do_lower_case": False})
 
     d = dirs["xlmr_sentencepiece_model"]
-    (d / "sentencepiece.bpe.model").write_bytes(unigram_sentencepiece(texts))
+    (d / "sentencepiece.bpe.model").write_bytes(sentencepiece_model(texts))
     write_json(d / "tokenizer_config.json", {"tokenizer_class": "XLMRobertaTokenizer"})
     transformers.AutoTokenizer.from_pretrained(d).save_pretrained(dirs["xlmr_unigram_json"])
     (dirs["xlmr_unigram_json"] / "sentencepiece.bpe.model").unlink(missing_ok=True)  # tokenizer.json alone
 
     # microsoft/deberta-v3-base's files: spm.model with [PAD] [CLS] [SEP] [UNK] first, a config without a class
     d = dirs["deberta_v3_spm_model"]
-    (d / "spm.model").write_bytes(unigram_sentencepiece(
+    (d / "spm.model").write_bytes(sentencepiece_model(
         texts, pad_id=0, pad_piece="[PAD]", bos_id=1, bos_piece="[CLS]", eos_id=2, eos_piece="[SEP]", unk_id=3,
         unk_piece="[UNK]"))
     write_json(d / "tokenizer_config.json", {"do_lower_case": False, "vocab_type": "spm"})
