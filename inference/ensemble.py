@@ -6,6 +6,7 @@ import numpy as np
 from common.errors import UserError
 from common.path_lists import listed_paths
 from inference.decision import Decision
+from inference.predictor import load_predictor
 
 
 def mean_probabilities(members: list[np.ndarray]) -> np.ndarray:
@@ -51,8 +52,6 @@ class EnsemblePredictor:
 def load_classifier(checkpoint: str, device, **predictor_options):
     """predict.py's classifier for `checkpoint=`: one checkpoint directory's predictor, or for several
     (comma-separated or a glob) their EnsemblePredictor. Options: inference/predictor.py load_predictor's."""
-    from inference.predictor import load_predictor
-
     paths = listed_paths(checkpoint)
     predictors = [load_predictor(path, device, **predictor_options) for path in paths]
     return predictors[0] if len(paths) == 1 else EnsemblePredictor(predictors, [str(p) for p in paths])
