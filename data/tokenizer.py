@@ -307,7 +307,7 @@ class SentencePieceTokenizer(Tokenizer):
 
     def __init__(self, directory: Path, model_file: Path):
         self._sp = load_sentencepiece(model_file)
-        self.words_end_at_spaces = sentencepiece_words_end_at_spaces(sentencepiece_proto(model_file))
+        self.words_end_at_spaces = sentencepiece_words_end_at_spaces(processor_proto(self._sp))
         self.files = [model_file] + [directory / f for f in TOKENIZER_CONFIG_FILES if (directory / f).exists()]
         named = special_tokens_named_in(directory)
         vocab_txt = directory / "vocab.txt"
@@ -403,11 +403,16 @@ def deberta_sentencepiece_tokenizer(directory: Path, model_file: Path) -> Tokeni
 
 
 def sentencepiece_proto(model_file: Path):
+    # load_sentencepiece: its one-line error for a file that is not a SentencePiece model
+    return processor_proto(load_sentencepiece(model_file))
+
+
+def processor_proto(sp):
+    """A loaded SentencePieceProcessor's model as its protobuf, without reading the file again."""
     from sentencepiece import sentencepiece_model_pb2
 
-    load_sentencepiece(model_file)  # its one-line error for a file that is not a SentencePiece model
     proto = sentencepiece_model_pb2.ModelProto()
-    proto.ParseFromString(model_file.read_bytes())
+    proto.ParseFromString(sp.serialized_model_proto())
     return proto
 
 
